@@ -1,0 +1,80 @@
+"""The `modelfleet` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _dev_cluster(args: argparse.Namespace) -> int:
+    from modelfleet.devcluster import ClusterConfig, DevCluster, SetupError, default_state_dir
+
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+    cluster = DevCluster(
+        ClusterConfig(
+            state_dir=state_dir,
+            gpu_nodes=args.gpu_nodes,
+            gpus_per_node=args.gpus_per_node,
+            executor_gpus=args.executor_gpus,
+        )
+    )
+
+    def say(msg: str) -> None:
+        print(f"dev-cluster: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        if args.action == "up":
+            cluster.up(progress=say)
+            print(cluster.kubeconfig)
+        elif args.action == "down":
+            cluster.down(purge=args.purge, progress=say)
+        elif args.action == "status":
+            st = cluster.status()
+            print(json.dumps(st, indent=2))
+            return 0 if cluster.healthy() else 1
+        elif args.action == "kubeconfig":
+            if not cluster.kubeconfig.exists():
+                say("no dev cluster here; run `modelfleet dev-cluster up` first")
+                return 1
+            print(cluster.kubeconfig)
+    except SetupError as e:
+        say(f"ERROR: {e}")
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelfleet", description="ModelFleet: ML models from YAML on Kubernetes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dc = sub.add_parser(
+        "dev-cluster", help="a local control plane (no Docker) with simulated GPU nodes and an executor"
+    )
+    dc.add_argument("action", choices=["up", "down", "status", "kubeconfig"])
+    dc.add_argument(
+        "--state-dir",
+        help="where state, logs and the kubeconfig live (default: "
+        "$MODELFLEET_STATE_DIR or ~/.cache/modelfleet/dev-cluster)",
+    )
+    dc.add_argument("--gpu-nodes", type=int, default=2, help="simulated GPU nodes managed by KWOK")
+    dc.add_argument("--gpus-per-node", type=int, default=4)
+    dc.add_argument(
+        "--executor-gpus",
+        type=int,
+        default=0,
+        help="GPUs the local executor advertises (work still runs on the CPU); off by default",
+    )
+    dc.add_argument("--purge", action="store_true", help="with down: also remove etcd data, certificates and logs")
+    dc.set_defaults(func=_dev_cluster)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Helpers shared by the integration tests: a kubectl wrapper returning parsed JSON and a polling wait.
+
+Polling is how every client observes Kubernetes (controllers act asynchronously); it is not a retry of a test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(fn: Callable[[], T | None], timeout: float = 60.0, what: str = "condition", interval: float = 0.25) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last value: {last!r})")
+
+
+@dataclass
+class Kube:
+    kubeconfig: Path
+    kubectl_bin: Path
+
+    def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [str(self.kubectl_bin), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
+        return res
+
+    def apply(self, manifest: str | dict[str, Any] | list[dict[str, Any]], namespace: str | None = None) -> None:
+        # Objects go as JSON: YAML 1.1 readers turn keys such as `n` or `y` into booleans.
+        text = (
+            manifest
+            if isinstance(manifest, str)
+            else json.dumps(
+                {"apiVersion": "v1", "kind": "List", "items": manifest if isinstance(manifest, list) else [manifest]}
+            )
+        )
+        self.run("apply", *(["-n", namespace] if namespace else []), "-f", "-", input=text)
+
+    def get(
+        self, kind: str, name: str | None = None, namespace: str | None = None, **selectors: str
+    ) -> dict[str, Any] | None:
+        args = ["get", kind, *([name] if name else []), "-o", "json"]
+        if namespace:
+            args += ["-n", namespace]
+        for flag, value in selectors.items():
+            args += [f"--{flag.replace('_', '-')}={value}"]
+        res = self.run(*args, check=False)
+        if res.returncode != 0:
+            if "NotFound" in res.stderr:
+                return None
+            raise AssertionError(f"kubectl {' '.join(args)}: {res.stderr.strip()}")
+        return dict(json.loads(res.stdout))
+
+    def items(self, kind: str, namespace: str | None = None, **selectors: str) -> list[dict[str, Any]]:
+        got = self.get(kind, namespace=namespace, **selectors)
+        return list(got["items"]) if got else []
+
+
+def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == ctype:
+            return dict(c)
+    return None
+
+
+def has_condition(obj: dict[str, Any] | None, ctype: str, status: str = "True") -> bool:
+    c = condition(obj, ctype)
+    return bool(c and c.get("status") == status)
