@@ -44,12 +44,15 @@ flock 9   # one build at a time; a second caller waits and then finds the cache 
 run() {
   local step=$1 log=$2; shift 2
   say "$step (log: $log)"
-  if ! /usr/bin/time -v -o "$log.time" "$@" >"$log" 2>&1; then
+  local timer=()
+  [ -x /usr/bin/time ] && timer=(/usr/bin/time -v -o "$log.time")  # GNU time: wall time and peak memory
+  if ! "${timer[@]}" "$@" >"$log" 2>&1; then
     say "ERROR: step '$step' failed; last lines of $log:"
     tail -n 25 "$log" >&2
     return 1
   fi
-  awk -F': ' '/Elapsed \(wall clock\)/ {w=$2} /Maximum resident set size/ {r=$2} END {printf "  wall %s, peak RSS %.0f MiB\n", w, r/1024}' "$log.time" >&2
+  [ -f "$log.time" ] && awk -F': ' '/Elapsed \(wall clock\)/ {w=$2} /Maximum resident set size/ {r=$2} END {printf "  wall %s, peak RSS %.0f MiB\n", w, r/1024}' "$log.time" >&2
+  return 0
 }
 
 wrapper_module() {  # dir module -> fresh wrapper module in dir
