@@ -1,0 +1,199 @@
+"""MLModel: a model, its owner and risk class, its data, how to train it and how to serve it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from modelfleet.api.v1alpha1.common import ApiModel, Conditions, Duration, Name, Quantity, Timestamp, cel
+from modelfleet.api.v1alpha1.shared import TRAINING_RULES, Dataset, Framework, Task, Training
+
+RiskClass = Literal["minimal", "limited", "high"]
+
+
+class Owner(ApiModel):
+    """Who answers for the model."""
+
+    team: Name
+    """Owning team (also used as a label on every child object and in cost reports)."""
+    contact: str | None = Field(
+        default=None, min_length=3, max_length=254, pattern=r"^([^@\s]+@[^@\s]+\.[^@\s]+|https?://\S+)$"
+    )
+    """E-mail address or URL of the people responsible; required when riskClass is high."""
+    cost_center: str | None = Field(default=None, max_length=64)
+    """Cost centre that pays for the model's training and serving."""
+
+
+class ServingResources(ApiModel):
+    """Compute for one serving pod."""
+
+    cpu: Quantity = "500m"
+    """CPU request (and limit) of a serving pod."""
+    memory: Quantity = "1Gi"
+    """Memory request and limit of a serving pod."""
+    gpu: int = Field(default=0, ge=0, le=8)
+    """Whole GPUs per serving pod."""
+
+
+class Serving(ApiModel):
+    """How the promoted version is served."""
+
+    min_replicas: int = Field(default=1, ge=0, le=100)
+    """Fewest serving pods; 0 scales to zero after idleAfter without requests."""
+    max_replicas: int = Field(default=1, ge=1, le=100)
+    """Most serving pods; above minReplicas a HorizontalPodAutoscaler scales on CPU."""
+    resources: ServingResources = Field(default_factory=ServingResources)
+    """Compute for each serving pod."""
+    idle_after: Duration = "30m"
+    """With minReplicas 0: scale to zero after this long without requests."""
+    approved_version: int | None = Field(default=None, ge=1)
+    """For riskClass high: the version a human approved; only that version is served."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+                    "minReplicas must be less than or equal to maxReplicas",
+                    ".minReplicas",
+                ),
+            ]
+        }
+    }
+
+
+class Artifacts(ApiModel):
+    """Where trained versions are stored."""
+
+    uri: str = Field(
+        min_length=6,
+        max_length=2048,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.matches('^(pvc|s3|gs|file)://.+')", "must start with pvc://<claim>/, s3://, gs:// or file://")
+            ]
+        },
+    )
+    """Base location of the versions, e.g. pvc://model-store/fraud (defaults to the operator's setting)."""
+
+
+class MLModelSpec(ApiModel):
+    """The desired state of a model."""
+
+    owner: Owner
+    """Who owns the model."""
+    risk_class: RiskClass = "minimal"
+    """EU AI Act risk class: minimal, limited or high. High means every new version waits for approval."""
+    framework: Framework
+    """sklearn or pytorch."""
+    task: Task
+    """classification or regression."""
+    dataset: Dataset
+    """The training data."""
+    training: Training
+    """How to train."""
+    serving: Serving = Field(default_factory=Serving)
+    """How to serve the promoted version."""
+    artifacts: Artifacts | None = None
+    """Where versions are stored (default: the operator's artifact storage)."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "self.riskClass != 'high' || has(self.owner.contact)",
+                    "owner.contact is required when riskClass is high",
+                    ".owner.contact",
+                ),
+                cel(
+                    "self.riskClass == 'high' || !has(self.serving) || !has(self.serving.approvedVersion)",
+                    "serving.approvedVersion applies to riskClass high only",
+                    ".serving.approvedVersion",
+                ),
+                *TRAINING_RULES,
+            ]
+        }
+    }
+
+
+class ModelVersion(ApiModel):
+    """One trained version of the model."""
+
+    number: int = Field(ge=1)
+    """Version number, counting from 1."""
+    training_job: str = Field(max_length=253)
+    """The TrainingJob that produced it."""
+    artifact_uri: str = Field(max_length=2048)
+    """Where the artifact directory is."""
+    artifact_digest: str = Field(max_length=80)
+    """sha256 over the artifact directory's contents."""
+    dataset_digest: str | None = Field(default=None, max_length=80)
+    """sha256 of the data it was trained on."""
+    metrics: dict[str, float] = Field(default_factory=dict, max_length=16, json_schema_extra={"maxProperties": 16})
+    """Hold-out metrics."""
+    reason: str | None = Field(default=None, max_length=32)
+    """Why it was trained: initial, spec-change, dataset, drift or manual."""
+    promotable: bool = True
+    """False when it scored below validation.minScore."""
+    created_at: Timestamp | None = None
+    """When training finished."""
+
+
+class DriftSummary(ApiModel):
+    """The latest drift evaluation, mirrored from the model's DriftPolicy."""
+
+    score: float | None = None
+    """Highest drift statistic over the features."""
+    worst_feature: str | None = Field(default=None, max_length=128)
+    """The feature with that score."""
+    time: Timestamp | None = None
+    """When it was evaluated."""
+
+
+class Utilization(ApiModel):
+    """Resource use read from Prometheus."""
+
+    gpu_percent: float | None = None
+    """Average GPU utilisation of the model's pods over the last window, in percent."""
+    gpu_hours: float | None = None
+    """GPU-hours used by training and serving so far."""
+    request_rate: float | None = None
+    """Requests per second over the last window."""
+    last_request_time: Timestamp | None = None
+    """When the last request was served."""
+
+
+class MLModelStatus(ApiModel):
+    """The observed state of a model."""
+
+    observed_generation: int | None = None
+    """The .metadata.generation this status was computed from."""
+    conditions: Conditions = Field(default_factory=list)
+    """Ready, Trained, Serving, Approved, Drifted, Degraded."""
+    phase: str | None = Field(default=None, max_length=32)
+    """A one-word summary for humans (printer column only; never used for control flow)."""
+    latest_version: ModelVersion | None = None
+    """The newest trained version."""
+    serving_version: ModelVersion | None = None
+    """The version being served."""
+    versions: list[ModelVersion] = Field(default_factory=list, max_length=20)
+    """The most recent versions, newest last (bounded)."""
+    endpoint: str | None = Field(default=None, max_length=512)
+    """URL of the inference endpoint."""
+    drift: DriftSummary | None = None
+    """Latest drift evaluation."""
+    utilization: Utilization | None = None
+    """Resource use."""
+
+
+class MLModel(ApiModel):
+    """A model, its owner and risk class, its dataset, how to train it and how to serve it."""
+
+    api_version: Literal["modelfleet.io/v1alpha1"] = "modelfleet.io/v1alpha1"
+    kind: Literal["MLModel"] = "MLModel"
+    metadata: dict[str, object] = Field(default_factory=dict)
+    spec: MLModelSpec
+    status: MLModelStatus = Field(default_factory=MLModelStatus)
+
+    model_config = {"extra": "ignore"}

@@ -1,0 +1,159 @@
+"""Spec blocks shared by MLModel and TrainingJob: the dataset and how to train."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from modelfleet.api.v1alpha1.common import ApiModel, Duration, HyperValue, Quantity, cel
+
+DATASET_SCHEMES = ("file", "pvc", "s3", "gs", "https")
+CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+BUILTIN_TORCH_ARCHITECTURES = ("mlp",)
+
+Framework = Literal["sklearn", "pytorch"]
+Task = Literal["classification", "regression"]
+
+
+class Feature(ApiModel):
+    """One input column of the model."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+    """Column name in the dataset (letters, digits, `_`, `.`, `-`; starts with a letter or `_`)."""
+    type: Literal["numeric", "categorical"] = "numeric"
+    """numeric (floats and integers) or categorical (strings, one-hot encoded by the trainer)."""
+
+
+class Dataset(ApiModel):
+    """Where the training data lives and what it contains."""
+
+    uri: str = Field(
+        min_length=8,
+        max_length=2048,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.matches('^(file|pvc|s3|gs|https)://.+')",
+                    "must start with file://, pvc://<claim>/, s3://, gs:// or https://",
+                )
+            ]
+        },
+    )
+    """Location of the data: file:///path, pvc://<claim>/<path>, s3://bucket/key, gs://bucket/key or https://..."""
+    format: Literal["csv", "parquet"] = "csv"
+    """File format."""
+    target: str = Field(min_length=1, max_length=128)
+    """The column to predict."""
+    features: list[Feature] = Field(
+        min_length=1,
+        max_length=512,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Input columns (at most 512, names unique)."""
+    version: str = Field(default="1", min_length=1, max_length=64)
+    """Version label of the data; changing it retrains the model on the data as it is now."""
+
+
+class ComputeResources(ApiModel):
+    """Compute for one training or serving pod."""
+
+    cpu: Quantity = "1"
+    """CPU request and limit (e.g. 2 or 500m)."""
+    memory: Quantity = "2Gi"
+    """Memory request and limit (e.g. 4Gi)."""
+    gpu: int = Field(default=0, ge=0, le=64)
+    """Whole GPUs, requested as a limit of gpuResource (extended resources are whole numbers)."""
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu",
+        max_length=128,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
+    )
+    """Extended resource name of the GPU (nvidia.com/gpu, amd.com/gpu, or a MIG profile such as
+    nvidia.com/mig-1g.10gb)."""
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration for the training pods."""
+
+    key: str | None = Field(default=None, max_length=253)
+    """Taint key; empty with operator Exists tolerates every taint."""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    """Exists or Equal."""
+    value: str | None = Field(default=None, max_length=63)
+    """Taint value for operator Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to tolerate; empty tolerates all effects."""
+    toleration_seconds: int | None = Field(default=None, ge=0)
+    """For NoExecute: how long the pod stays bound after the taint appears."""
+
+
+class Validation(ApiModel):
+    """How a trained version is evaluated and when it may be promoted."""
+
+    split: float = Field(default=0.2, gt=0, le=0.5)
+    """Fraction of rows held out for evaluation, in (0, 0.5]."""
+    metric: Literal["accuracy", "f1", "roc_auc", "rmse", "mae", "r2"] | None = None
+    """Metric that decides promotion (classification: accuracy, f1, roc_auc; regression: rmse, mae, r2)."""
+    min_score: float | None = None
+    """A version scoring below this (above it, for rmse and mae) is recorded but never promoted."""
+
+
+class Training(ApiModel):
+    """How to train the model."""
+
+    estimator: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    """scikit-learn: an import path under the operator's allow-list (e.g.
+    sklearn.ensemble.RandomForestClassifier); pytorch: a built-in architecture (mlp)."""
+    hyperparameters: dict[str, HyperValue] = Field(
+        default_factory=dict, max_length=64, json_schema_extra={"maxProperties": 64}
+    )
+    """Flat map of scalar hyperparameters passed to the estimator (unknown names fail the training)."""
+    resources: ComputeResources = Field(default_factory=ComputeResources)
+    """Compute for the training pod."""
+    node_selector: Annotated[dict[str, Annotated[str, Field(max_length=63)]], Field(max_length=32)] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": 32}
+    )
+    """Node labels the training pod must match."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=16)
+    """Tolerations for the training pod (add the GPU taint's toleration for GPU nodes)."""
+    priority_class_name: str | None = Field(default=None, max_length=253)
+    """PriorityClass of the training pod."""
+    queue_name: str | None = Field(default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    """Kueue LocalQueue; when set the Job is created suspended and Kueue admits it."""
+    max_retries: int = Field(default=2, ge=0, le=10)
+    """Retries of a failed training pod (the Job's backoffLimit)."""
+    timeout: Duration = "2h"
+    """Wall-clock limit of one training run (the Job's activeDeadlineSeconds)."""
+    validation: Validation = Field(default_factory=Validation)
+    """Evaluation and promotion rules."""
+
+
+# Cross-field rules shared by MLModel and TrainingJob specs (both have framework, task and training).
+TRAINING_RULES = [
+    cel(
+        "self.framework != 'pytorch' || self.training.estimator in ['mlp']",
+        "framework pytorch supports the built-in architecture: mlp",
+        ".training.estimator",
+    ),
+    cel(
+        "self.framework != 'sklearn' || self.training.estimator.startsWith('sklearn.')",
+        "framework sklearn needs an estimator import path under sklearn.",
+        ".training.estimator",
+    ),
+    cel(
+        "!has(self.training.resources) || !has(self.training.resources.gpu) || self.training.resources.gpu == 0 "
+        "|| self.framework == 'pytorch'",
+        "training.resources.gpu > 0 requires framework pytorch: scikit-learn estimators run on the CPU only",
+        ".training.resources.gpu",
+    ),
+    cel(
+        "!has(self.training.validation) || !has(self.training.validation.metric) || "
+        "(self.task == 'classification' ? self.training.validation.metric in ['accuracy', 'f1', 'roc_auc'] "
+        ": self.training.validation.metric in ['rmse', 'mae', 'r2'])",
+        "validation.metric must suit the task: accuracy, f1 or roc_auc for classification; rmse, mae or r2 for "
+        "regression",
+        ".training.validation.metric",
+    ),
+]
