@@ -100,7 +100,7 @@ class TrainingJobStatus(ApiModel):
     result: TrainingResult | None = None
     """What the run produced."""
     gpu_seconds: float | None = Field(default=None, ge=0)
-    """GPUs × seconds from start to finish."""
+    """GPU-seconds: the number of GPUs times the seconds from start to finish."""
 
 
 class TrainingJob(ApiModel):
