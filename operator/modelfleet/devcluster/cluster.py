@@ -234,6 +234,13 @@ class DevCluster:
                 f"--tls-private-key-file={p.serving_key}",
                 f"--client-ca-file={p.ca_cert}",
                 "--authorization-mode=RBAC",
+                # The front-proxy settings fill kube-system/extension-apiserver-authentication, which the controller
+                # manager and scheduler read for delegated authentication (without them they log errors constantly).
+                f"--requestheader-client-ca-file={p.ca_cert}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={p.sa_pub}",
                 f"--service-account-signing-key-file={p.sa_key}",
