@@ -19,7 +19,7 @@ import pytest
 from modelfleet.devcluster import ClusterConfig, DevCluster
 from modelfleet.devcluster.cluster import COMPONENTS
 from modelfleet.devcluster.processes import marked_pids, tail
-from tests.support import Kube, wait_for
+from tests.support import OPERATOR_LOGS, Kube, wait_for
 
 _cluster: DevCluster | None = None
 
@@ -86,3 +86,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
             text = tail(_cluster.log_path(component), 25)
             if text:
                 report.sections.append((f"{component} log (end)", text))
+        for log in OPERATOR_LOGS[-1:]:
+            report.sections.append(("operator log (end)", tail(log, 40)))

@@ -86,3 +86,79 @@ def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
 def has_condition(obj: dict[str, Any] | None, ctype: str, status: str = "True") -> bool:
     c = condition(obj, ctype)
     return bool(c and c.get("status") == status)
+
+
+# Operator logs of the running test session, attached to failing integration tests' reports (see conftest.py).
+OPERATOR_LOGS: list[Path] = []
+
+
+class OperatorProcess:
+    """`modelfleet operator run` as a subprocess against the test cluster."""
+
+    def __init__(self, kubeconfig: Path, log: Path, *extra: str) -> None:
+        import socket
+
+        def port() -> int:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                return int(s.getsockname()[1])
+
+        self.kubeconfig, self.log, self.extra = kubeconfig, log, extra
+        self.metrics_port, self.health_port = port(), port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        OPERATOR_LOGS.append(log)
+
+    def start(self) -> OperatorProcess:
+        import os
+        import sys
+
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "modelfleet",
+                    "operator",
+                    "run",
+                    f"--metrics-port={self.metrics_port}",
+                    f"--health-port={self.health_port}",
+                    *self.extra,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        wait_for(lambda: self.metrics() is not None, 60, "the operator's metrics endpoint")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def metrics(self) -> str | None:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
+                return str(r.read().decode())
+        except (urllib.error.URLError, OSError):
+            return None
+
+    def counter(self, name: str, **labels: str) -> float:
+        """Sum of a counter's samples whose labels include `labels`."""
+        total = 0.0
+        for line in (self.metrics() or "").splitlines():
+            if not line.startswith(name + "{"):
+                continue
+            label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
+            have = dict(kv.split("=", 1) for kv in label_text.split(",") if "=" in kv)
+            if all(have.get(k, "").strip('"') == v for k, v in labels.items()):
+                total += float(value)
+        return total

@@ -45,6 +45,18 @@ def _dev_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator(args: argparse.Namespace) -> int:
+    from modelfleet.operator_main import run
+
+    return run(
+        namespaces=tuple(args.namespace or ()),
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+        json_logs=args.log_format == "json",
+        verbose=args.verbose,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelfleet", description="ModelFleet: ML models from YAML on Kubernetes.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dc.add_argument("--purge", action="store_true", help="with down: also remove etcd data, certificates and logs")
     dc.set_defaults(func=_dev_cluster)
+
+    op = sub.add_parser("operator", help="run the operator")
+    op.add_argument("action", choices=["run"])
+    op.add_argument("--namespace", action="append", help="watch only this namespace (repeatable; default: all)")
+    op.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off)")
+    op.add_argument("--health-port", type=int, default=8081, help="liveness endpoint port, /healthz (0: off)")
+    op.add_argument("--log-format", choices=["plain", "json"], default="plain")
+    op.add_argument("--verbose", action="store_true")
+    op.set_defaults(func=_operator)
     return parser
 
 

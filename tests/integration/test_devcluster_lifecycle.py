@@ -52,6 +52,18 @@ def test_up_is_idempotent_and_down_leaves_no_processes(state_dir: Path) -> None:
     assert "already running" in second.stderr
     assert component_pids(state_dir) == pids  # nothing restarted
 
+    # This cluster has no ModelFleet CRDs: the operator refuses to start and says what to install.
+    op = subprocess.run(
+        [sys.executable, "-m", "modelfleet", "operator", "run", "--metrics-port=0", "--health-port=0"],
+        env={**os.environ, "KUBECONFIG": str(state_dir / "kubeconfig")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert op.returncode == 2
+    assert "mlmodels.modelfleet.io" in op.stderr and "never installs CRDs" in op.stderr
+
     status = cli(state_dir, "status")
     assert status.returncode == 0 and json.loads(status.stdout)["api_ready"] is True
     assert cli(state_dir, "kubeconfig").stdout.strip() == str(state_dir / "kubeconfig")

@@ -1,0 +1,56 @@
+"""Operator configuration (from environment variables, set by the chart; flags override some of them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_ALLOWED_ESTIMATORS = (
+    "sklearn.linear_model.LogisticRegression",
+    "sklearn.linear_model.LinearRegression",
+    "sklearn.linear_model.Ridge",
+    "sklearn.linear_model.Lasso",
+    "sklearn.linear_model.ElasticNet",
+    "sklearn.ensemble.RandomForestClassifier",
+    "sklearn.ensemble.RandomForestRegressor",
+    "sklearn.ensemble.GradientBoostingClassifier",
+    "sklearn.ensemble.GradientBoostingRegressor",
+    "sklearn.ensemble.HistGradientBoostingClassifier",
+    "sklearn.ensemble.HistGradientBoostingRegressor",
+    "sklearn.ensemble.ExtraTreesClassifier",
+    "sklearn.ensemble.ExtraTreesRegressor",
+    "sklearn.tree.DecisionTreeClassifier",
+    "sklearn.tree.DecisionTreeRegressor",
+    "sklearn.neighbors.KNeighborsClassifier",
+    "sklearn.neighbors.KNeighborsRegressor",
+    "sklearn.svm.SVC",
+    "sklearn.svm.SVR",
+)
+
+
+def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    return tuple(x.strip() for x in raw.split(",") if x.strip()) if raw else default
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    allowed_estimators: tuple[str, ...] = DEFAULT_ALLOWED_ESTIMATORS
+    """scikit-learn import paths a spec may name (everything else is InvalidSpec)."""
+    default_artifacts_uri: str = "pvc://modelfleet-artifacts"
+    prometheus_url: str = "http://prometheus-operated.monitoring:9090"
+    trainer_image: str = "ghcr.io/modelfleet/trainer:0.1.0"
+    server_image: str = "ghcr.io/modelfleet/server:0.1.0"
+    namespaces: tuple[str, ...] = field(default_factory=tuple)
+    """Namespaces to watch; empty means the whole cluster."""
+
+    @classmethod
+    def from_env(cls) -> OperatorConfig:
+        return cls(
+            allowed_estimators=_list("MODELFLEET_ALLOWED_ESTIMATORS", DEFAULT_ALLOWED_ESTIMATORS),
+            default_artifacts_uri=os.environ.get("MODELFLEET_ARTIFACTS_URI", cls.default_artifacts_uri),
+            prometheus_url=os.environ.get("MODELFLEET_PROMETHEUS_URL", cls.prometheus_url),
+            trainer_image=os.environ.get("MODELFLEET_TRAINER_IMAGE", cls.trainer_image),
+            server_image=os.environ.get("MODELFLEET_SERVER_IMAGE", cls.server_image),
+            namespaces=_list("MODELFLEET_NAMESPACES", ()),
+        )

@@ -1,0 +1,21 @@
+"""What handlers hand to reconcilers: configuration and clients, built once at start-up and passed through memo."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelfleet.config import OperatorConfig
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclass
+class Deps:
+    config: OperatorConfig
+    api: Any  # kubernetes.client.ApiClient
+    clock: Callable[[], datetime.datetime] = field(default=utcnow)

@@ -1,0 +1,106 @@
+"""What every handler shares: error classification at the Kopf boundary and status written only when it changed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+from urllib3.exceptions import HTTPError
+
+from modelfleet.api.v1alpha1.common import Condition
+from modelfleet.errors import DependencyNotReady, InvalidSpec
+from modelfleet.metrics import RECONCILE_SECONDS, RECONCILE_TOTAL
+from modelfleet.reconcilers.common import parse
+from modelfleet.status.conditions import FALSE, get_condition, set_condition
+
+KINDS_WITH_PHASE = {"MLModel", "TrainingJob"}
+RETRY_DELAY = 5.0
+
+
+def plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain-dict copy of a Kopf body (metadata, spec, status)."""
+    return dict(json.loads(json.dumps({k: body.get(k) for k in ("metadata", "spec", "status")}, default=dict)))
+
+
+def write_status_if_changed(patch: kopf.Patch, current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """Puts into the patch only the top-level status fields that differ; nothing at all when nothing changed."""
+    current = current or {}
+    changed = False
+    for key, value in desired.items():
+        if current.get(key) != value:
+            patch.status[key] = value
+            changed = True
+    for key in current:
+        if key not in desired:
+            patch.status[key] = None
+            changed = True
+    return changed
+
+
+def _mark_invalid(kind: str, body: Mapping[str, Any], patch: kopf.Patch, message: str, now: Any) -> bool:
+    current = dict(body.get("status") or {})
+    try:
+        conditions = [Condition.model_validate(c) for c in current.get("conditions") or []]
+    except ValidationError:
+        conditions = []
+    generation = body.get("metadata", {}).get("generation")
+    previous = get_condition(conditions, "Ready")
+    conditions = set_condition(conditions, "Ready", FALSE, "InvalidSpec", message, now=now, generation=generation)
+    desired = {**current, "conditions": [c.wire() for c in conditions], "observedGeneration": generation}
+    if kind in KINDS_WITH_PHASE:
+        desired["phase"] = "Invalid"
+    write_status_if_changed(patch, current, desired)
+    return previous is None or previous.reason != "InvalidSpec" or previous.message != message
+
+
+@contextlib.contextmanager
+def reconciling(kind: str, body: kopf.Body, patch: kopf.Patch, now: Any) -> Iterator[None]:
+    """Maps domain errors to Kopf's: InvalidSpec -> permanent (Ready=False/InvalidSpec and one Warning Event),
+    DependencyNotReady and retriable API errors -> temporary with a delay; anything else propagates as unexpected
+    (Kopf retries it with back-off). Counts every outcome in modelfleet_reconcile_total."""
+    started = time.perf_counter()
+    result = "success"
+    try:
+        yield
+    except InvalidSpec as e:
+        result = "invalid"
+        if _mark_invalid(kind, body, patch, str(e), now):
+            kopf.warn(body, reason="InvalidSpec", message=str(e))
+        raise kopf.PermanentError(str(e)) from e
+    except DependencyNotReady as e:
+        result = "retry"
+        raise kopf.TemporaryError(str(e), delay=e.delay) from e
+    except ApiException as e:
+        if e.status in (409, 429) or (e.status or 0) >= 500:
+            result = "retry"
+            raise kopf.TemporaryError(f"Kubernetes API answered {e.status} {e.reason}", delay=RETRY_DELAY) from e
+        result = "error"
+        raise
+    except (HTTPError, ConnectionError) as e:
+        result = "retry"
+        raise kopf.TemporaryError(f"Kubernetes API unreachable: {e}", delay=RETRY_DELAY) from e
+    except Exception:
+        result = "error"
+        raise
+    finally:
+        RECONCILE_TOTAL.labels(kind, result).inc()
+        RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+
+
+def run_reconcile(
+    kind: str, model: type[Any], compute: Any, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo
+) -> None:
+    """body -> typed object -> computed status -> patch (only what changed), inside the error boundary."""
+    deps = memo["deps"]
+    now = deps.clock()
+    with reconciling(kind, body, patch, now):
+        raw = plain(body)
+        obj = parse(model, raw)
+        status = compute(obj, raw["metadata"].get("generation"), deps.config, now)
+        write_status_if_changed(patch, raw.get("status"), status.wire())

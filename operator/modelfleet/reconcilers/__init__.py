@@ -1,0 +1,1 @@
+"""observe -> compute -> apply, one module per kind; no Kopf imports (layer: reconcilers)."""

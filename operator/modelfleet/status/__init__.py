@@ -1,0 +1,1 @@
+"""Pure functions for conditions and status (layer: status; imports `api` only)."""

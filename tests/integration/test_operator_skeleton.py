@@ -1,0 +1,165 @@
+"""The operator against the real API server: conditions and observedGeneration, semantically invalid specs, zero writes
+on restart, and its metrics and liveness endpoints."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.samples import all_samples, sample
+from tests.support import Kube, OperatorProcess, condition, wait_for
+
+
+@pytest.fixture(scope="module")
+def operator(kubeconfig: Path, crds: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log").start()
+    yield op
+    op.stop()
+
+
+def reconciled(kube: Kube, kind: str, name: str, ns: str) -> dict[str, Any] | None:
+    obj = kube.get(kind, name, ns)
+    status = (obj or {}).get("status") or {}
+    if obj and status.get("observedGeneration") == obj["metadata"]["generation"] and condition(obj, "Ready"):
+        return obj
+    return None
+
+
+def test_new_model_gets_observed_generation_and_every_condition(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(sample("MLModel", "fraud-detector"), namespace)
+    obj = wait_for(lambda: reconciled(kube, "mlm", "fraud-detector", namespace), 30, "the first reconcile")
+    types = {c["type"]: c for c in obj["status"]["conditions"]}
+    assert set(types) == {"Ready", "Trained", "Serving", "Approved", "Drifted", "Degraded"}
+    assert types["Trained"]["status"] == "Unknown" and types["Ready"]["status"] == "Unknown"
+    assert types["Approved"]["status"] == "True"  # riskClass limited needs no approval
+    assert all(c["observedGeneration"] == 1 for c in types.values())
+    assert obj["status"]["phase"] == "Pending"
+
+
+def test_editing_the_spec_bumps_observed_generation(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+    model = sample("MLModel", "fraud-detector")
+    kube.apply(model, namespace)
+    first = wait_for(lambda: reconciled(kube, "mlm", "fraud-detector", namespace), 30, "the first reconcile")
+    since = condition(first, "Trained")["lastTransitionTime"]  # type: ignore[index]
+    model["spec"]["serving"]["maxReplicas"] = 5
+    kube.apply(model, namespace)
+    second = wait_for(
+        lambda: (o := reconciled(kube, "mlm", "fraud-detector", namespace)) and o["metadata"]["generation"] == 2 and o,
+        30,
+        "observedGeneration 2",
+    )
+    assert second["status"]["observedGeneration"] == 2
+    assert condition(second, "Trained")["lastTransitionTime"] == since  # type: ignore[index]  # no flip, same time
+
+
+def test_every_kind_gets_initial_conditions(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+    for _, doc in all_samples():
+        kube.apply(doc, namespace)
+    for _, doc in all_samples():
+        kind, name = doc["kind"].lower(), doc["metadata"]["name"]
+        obj = wait_for(lambda k=kind, n=name: reconciled(kube, k, n, namespace), 30, f"{kind}/{name}")
+        assert obj["status"]["observedGeneration"] == 1
+    dpol = kube.get("dpol", "fraud-detector-drift", namespace)
+    assert condition(dpol, "Evaluated")["status"] == "Unknown"  # type: ignore[index]
+    assert condition(dpol, "BudgetExhausted")["status"] == "False"  # type: ignore[index]
+
+
+def test_semantically_invalid_spec_ends_invalid_with_one_event_and_no_retries(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    model = sample("MLModel", "fraud-detector")
+    model["metadata"]["name"] = "bad"
+    model["spec"]["training"]["estimator"] = "sklearn.cluster.KMeans"  # passes the schema, not the allow-list
+    kube.apply(model, namespace)
+    res = kube.run("wait", "--for=condition=Ready=false", "mlm/bad", "-n", namespace, "--timeout=60s", check=False)
+    assert res.returncode == 0, res.stderr
+    obj = kube.get("mlm", "bad", namespace)
+    ready = condition(obj, "Ready")
+    assert ready and ready["reason"] == "InvalidSpec" and "sklearn.cluster.KMeans" in ready["message"]
+    assert obj["status"]["phase"] == "Invalid"  # type: ignore[index]
+
+    def invalid_events() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in kube.items("events", namespace, field_selector="involvedObject.name=bad")
+            if e["reason"] == "InvalidSpec"
+        ]
+
+    wait_for(invalid_events, 30, "the InvalidSpec Event")
+    version = obj["metadata"]["resourceVersion"]  # type: ignore[index]
+    attempts = operator.counter("modelfleet_reconcile_total", kind="MLModel", result="invalid")
+    time.sleep(5)  # a retry storm would show within seconds
+    assert kube.get("mlm", "bad", namespace)["metadata"]["resourceVersion"] == version  # type: ignore[index]
+    assert operator.counter("modelfleet_reconcile_total", kind="MLModel", result="invalid") == attempts
+    assert len(invalid_events()) == 1 and invalid_events()[0].get("count", 1) == 1
+
+    model["spec"]["training"]["estimator"] = "sklearn.ensemble.RandomForestClassifier"  # fixing the spec recovers
+    kube.apply(model, namespace)
+    fixed = wait_for(
+        lambda: (o := reconciled(kube, "mlm", "bad", namespace)) and o["metadata"]["generation"] == 2 and o,
+        30,
+        "the fixed spec to be reconciled",
+    )
+    assert condition(fixed, "Ready")["reason"] != "InvalidSpec"  # type: ignore[index]
+    assert fixed["status"]["phase"] == "Pending"
+
+
+def test_restarting_the_operator_with_nothing_changed_writes_nothing(
+    kube: Kube, kubeconfig: Path, crds: Path, namespace: str, tmp_path: Path
+) -> None:
+    first = OperatorProcess(kubeconfig, tmp_path / "first.log").start()
+    try:
+        for _, doc in all_samples():
+            kube.apply(doc, namespace)
+        invalid = sample("MLModel", "fraud-detector")
+        invalid["metadata"]["name"] = "invalid"
+        invalid["spec"]["training"]["estimator"] = "sklearn.cluster.KMeans"
+        kube.apply(invalid, namespace)
+        for _, doc in [*all_samples(), ("", invalid)]:
+            wait_for(
+                lambda d=doc: reconciled(kube, d["kind"].lower(), d["metadata"]["name"], namespace),
+                30,
+                f"{doc['metadata']['name']} to be reconciled",
+            )
+    finally:
+        first.stop()
+    before = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in kube.items("mlm,tj,dpol", namespace)}
+    assert len(before) == len(all_samples()) + 1
+    second = OperatorProcess(kubeconfig, tmp_path / "second.log").start()
+    try:
+        # Every object of this namespace is resumed once at start-up; wait until that happened, then some more.
+        wait_for(lambda: second.counter("modelfleet_reconcile_total") >= len(before), 60, "the resume pass")
+        time.sleep(3)
+        after = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in kube.items("mlm,tj,dpol", namespace)}
+    finally:
+        second.stop()
+    assert after == before
+
+
+def test_metrics_and_liveness_endpoints(operator: OperatorProcess) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.health_port}/healthz", timeout=5) as resp:
+        assert resp.status == 200
+    text = operator.metrics() or ""
+    assert "modelfleet_reconcile_total" in text and "modelfleet_reconcile_seconds_bucket" in text
+
+
+def test_crd_check_names_what_is_missing(kubeconfig: Path, crds: Path) -> None:
+    # The same check as at start-up, pointed at CRDs that do not exist on this cluster (the session's cluster has
+    # ours installed; tests/integration/test_devcluster_lifecycle.py runs the real CLI on a cluster without them).
+    from modelfleet.clients.kube import api_client, missing_crds
+
+    api = api_client(str(kubeconfig))
+    assert missing_crds(api) == []
+    assert missing_crds(api, plurals=("mlmodels", "nonexistents")) == ["nonexistents.modelfleet.io"]
+    assert missing_crds(api, group="nothing.example.com") == [
+        "mlmodels.nothing.example.com",
+        "trainingjobs.nothing.example.com",
+        "driftpolicies.nothing.example.com",
+    ]
