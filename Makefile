@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMPS := .make
 PYTEST_ARGS ?=
 
-.PHONY: setup k8s-binaries lint verify test test-unit test-integration demo clean
+.PHONY: setup k8s-binaries manifests lint verify test test-unit test-integration demo clean
 
 setup: $(STAMPS)/venv k8s-binaries
 
@@ -22,12 +22,20 @@ $(STAMPS)/venv: pyproject.toml
 k8s-binaries:
 	@bash hack/k8s-binaries.sh >/dev/null
 
+# CRDs (and the chart's copy) are generated from the pydantic models in operator/modelfleet/api.
+CRD_DIRS := --out crds --out charts/modelfleet/crds
+
+manifests: $(STAMPS)/venv
+	$(PY) -m modelfleet.api.crdgen $(CRD_DIRS)
+
 lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check operator tests hack
 	$(VENV)/bin/ruff format --check operator tests hack
 	$(VENV)/bin/mypy
 
+# Fails when the committed CRDs differ from what the models generate, or on lint and type errors.
 verify: lint
+	$(PY) -m modelfleet.api.crdgen --check $(CRD_DIRS)
 
 test: setup verify
 	$(PY) -m pytest $(PYTEST_ARGS)
