@@ -3,6 +3,7 @@ on restart, and its metrics and liveness endpoints."""
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -163,3 +164,25 @@ def test_crd_check_names_what_is_missing(kubeconfig: Path, crds: Path) -> None:
         "trainingjobs.nothing.example.com",
         "driftpolicies.nothing.example.com",
     ]
+
+
+def test_valid_but_odd_input_is_handled(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+    odd = sample("MLModel", "fraud-detector")
+    odd["metadata"] = {"name": "odd", "annotations": {"description": "Modèle — ünïcödé ✓ 模型"}}
+    odd["spec"]["dataset"]["features"] = [{"name": f"feature_{i}"} for i in range(512)]
+    odd["spec"]["training"]["hyperparameters"] = {}
+    odd["spec"]["owner"]["team"] = "t" * 63
+    policy = sample("DriftPolicy")
+    policy["spec"]["checks"] = [{"name": "all-psi", "statistic": "psi", "features": [], "threshold": 0.2}]
+    kube.apply([odd, policy], namespace)
+    assert wait_for(lambda: reconciled(kube, "mlm", "odd", namespace), 30, "the odd model")
+    assert wait_for(lambda: reconciled(kube, "dpol", policy["metadata"]["name"], namespace), 30, "the policy")
+    assert operator.proc is not None and operator.proc.poll() is None  # still running
+
+
+def test_json_logs(kubeconfig: Path, crds: Path, tmp_path: Path) -> None:
+    op = OperatorProcess(kubeconfig, tmp_path / "json.log", "--log-format=json").start()
+    op.stop()
+    records = [json.loads(line) for line in (tmp_path / "json.log").read_text().splitlines()
+               if line.startswith("{")]
+    assert records and all("message" in r for r in records)
