@@ -16,7 +16,7 @@ setup: $(STAMPS)/venv k8s-binaries
 $(STAMPS)/venv: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,trainer,server]'
 	@mkdir -p $(STAMPS) && touch $@
 
 k8s-binaries:

@@ -183,6 +183,5 @@ def test_valid_but_odd_input_is_handled(kube: Kube, operator: OperatorProcess, n
 def test_json_logs(kubeconfig: Path, crds: Path, tmp_path: Path) -> None:
     op = OperatorProcess(kubeconfig, tmp_path / "json.log", "--log-format=json").start()
     op.stop()
-    records = [json.loads(line) for line in (tmp_path / "json.log").read_text().splitlines()
-               if line.startswith("{")]
+    records = [json.loads(line) for line in (tmp_path / "json.log").read_text().splitlines() if line.startswith("{")]
     assert records and all("message" in r for r in records)

@@ -1,0 +1,1 @@
+"""Drift statistics (layer: drift; numpy only, imports nothing of ours): reference profiles on fixed grids."""

@@ -1,0 +1,146 @@
+"""One training run from spec to artifact and result."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelfleet import __version__
+from modelfleet.api.v1alpha1.trainingjob import TrainingJobSpec
+from modelfleet.artifact import sklearn_model, torch_model
+from modelfleet.drift.profile import build_profile
+from modelfleet.trainer import data as data_mod
+from modelfleet.trainer.errors import TrainerError
+from modelfleet.trainer.evaluate import classification_metrics, regression_metrics
+from modelfleet.trainer.fit import fit_mlp, fit_sklearn, make_estimator
+from modelfleet.trainer.output import write_artifact
+
+
+def _iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def split(y: np.ndarray, task: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(y.astype(str), return_counts=True)
+        if len(counts) < 2:
+            raise TrainerError("classification needs at least two classes in the target column")
+        stratify = y.astype(str) if counts.min() >= 2 else None
+    try:
+        train, test = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    except ValueError as e:
+        raise TrainerError(f"cannot split {len(y)} rows with validation.split={fraction}: {e}") from e
+    return np.sort(train), np.sort(test)
+
+
+def _versions(framework: str) -> dict[str, str]:
+    import pyarrow
+    import sklearn
+
+    out = {
+        "python": platform.python_version(),
+        "modelfleet": __version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "pyarrow": pyarrow.__version__,
+    }
+    if framework == "pytorch":
+        import torch
+
+        out["torch"] = torch.__version__
+    return out
+
+
+def train(
+    spec: TrainingJobSpec, output_dir: Path, output_uri: str, *, seed: int, allowed_estimators: Sequence[str]
+) -> dict[str, Any]:
+    started = time.time()
+    loaded = data_mod.load(spec.dataset)
+    features = [(f.name, f.type) for f in spec.dataset.features]
+    train_idx, test_idx = split(loaded.target, spec.task, spec.training.validation.split, seed)
+    train_cols = {k: v[train_idx] for k, v in loaded.columns.items()}
+    test_cols = {k: v[test_idx] for k, v in loaded.columns.items()}
+    y_train, y_test = loaded.target[train_idx], loaded.target[test_idx]
+
+    extra: dict[str, Any] = {}
+    predictor: sklearn_model.SklearnPredictor | torch_model.TorchPredictor
+    if spec.framework == "sklearn":
+        estimator = make_estimator(spec.training.estimator, spec.training.hyperparameters, allowed_estimators, seed)
+        pipeline = sklearn_model.build_pipeline(estimator, features)
+        from modelfleet.artifact.tabular import as_matrix
+
+        fit_sklearn(pipeline, as_matrix(train_cols, features), y_train)
+        predictor = sklearn_model.SklearnPredictor(pipeline, features)
+
+        def save_model(d: Path) -> None:
+            extra["trustedTypes"] = sklearn_model.save(pipeline, d)
+    else:
+        model, encoder, arch = fit_mlp(train_cols, y_train, features, spec.task, spec.training.hyperparameters, seed)
+        predictor = torch_model.TorchPredictor(model, encoder, arch)
+        extra["device"] = arch["device"]
+
+        def save_model(d: Path) -> None:
+            torch_model.save(model, encoder, arch, d)
+
+    pred, proba = predictor.predict(test_cols)
+    if spec.task == "classification":
+        classes = [c.item() if hasattr(c, "item") else c for c in (predictor.classes or [])]
+        metrics = classification_metrics(y_test, pred, proba, classes)
+    else:
+        classes = None
+        metrics = regression_metrics(np.asarray(y_test, dtype=np.float64), np.asarray(pred, dtype=np.float64))
+    profile = build_profile({name: (kind, train_cols[name]) for name, kind in features})
+    finished = time.time()
+    metadata = {
+        "framework": spec.framework,
+        "task": spec.task,
+        "features": [{"name": n, "type": k} for n, k in features],
+        "target": spec.dataset.target,
+        "classes": classes,
+        "dataset": {
+            "uri": spec.dataset.uri,
+            "version": spec.dataset.version,
+            "format": spec.dataset.format,
+            "sha256": loaded.sha256,
+            "rows": loaded.rows,
+        },
+        "training": {
+            "estimator": spec.training.estimator,
+            "hyperparameters": spec.training.hyperparameters,
+            "seed": seed,
+            "validationSplit": spec.training.validation.split,
+            "trainRows": len(train_idx),
+            "testRows": len(test_idx),
+        },
+        "metrics": metrics,
+        "libraries": _versions(spec.framework),
+        "startedAt": _iso(started),
+        "finishedAt": _iso(finished),
+        **extra,
+    }
+
+    def fill(d: Path) -> None:
+        save_model(d)
+        (d / "profile.json").write_text(json.dumps(profile, separators=(",", ":")))
+        (d / "metadata.json").write_text(json.dumps(metadata, indent=1, default=str))
+
+    digest = write_artifact(output_dir, fill)
+    return {
+        "metrics": {k: round(v, 6) for k, v in metrics.items()},
+        "artifactUri": output_uri,
+        "artifactDigest": digest,
+        "datasetDigest": loaded.sha256,
+        "rows": loaded.rows,
+        "durationSeconds": round(time.time() - started, 3),
+    }

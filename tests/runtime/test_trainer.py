@@ -1,0 +1,196 @@
+"""The trainer runtime as a real process on real data bundled with scikit-learn."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelfleet.api.v1alpha1.trainingjob import TrainingJobSpec
+from modelfleet.artifact import DigestMismatch, verify_directory
+from modelfleet.artifact.sklearn_model import SklearnPredictor
+from modelfleet.artifact.torch_model import TorchPredictor
+from modelfleet.trainer import data as data_mod
+from modelfleet.trainer.evaluate import classification_metrics, regression_metrics
+from modelfleet.trainer.output import write_artifact
+from modelfleet.trainer.run import split
+from tests.datasets import feature_spec, write
+
+
+def spec(kind: str, path: Path, framework: str, estimator: str, fmt: str = "csv", **hp: Any) -> dict[str, Any]:
+    return {
+        "framework": framework,
+        "task": "classification" if kind == "breast_cancer" else "regression",
+        "dataset": {"uri": path.as_uri(), "format": fmt, "target": "target", "features": feature_spec(kind)},
+        "training": {"estimator": estimator, "hyperparameters": hp},
+    }
+
+
+def run_trainer(tmp: Path, training: dict[str, Any], out: str = "artifact") -> tuple[int, dict[str, Any], str]:
+    msg = tmp / f"{out}.msg"
+    env = {**os.environ, "MODELFLEET_TRAINING_SPEC": json.dumps(training)}
+    res = subprocess.run(
+        [sys.executable, "-m", "modelfleet.trainer", "--output-dir", str(tmp / out), "--termination-log", str(msg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return res.returncode, json.loads(msg.read_text()), res.stderr
+
+
+def recompute_metrics(training: dict[str, Any], artifact: Path) -> dict[str, float]:
+    """Reloads the artifact and evaluates it on the same hold-out rows the trainer used."""
+    spec_model = TrainingJobSpec.model_validate(training)
+    loaded = data_mod.load(spec_model.dataset)
+    _, test = split(loaded.target, spec_model.task, spec_model.training.validation.split, 0)
+    cols = {k: v[test] for k, v in loaded.columns.items()}
+    meta = json.loads((artifact / "metadata.json").read_text())
+    features = [(f["name"], f["type"]) for f in meta["features"]]
+    predictor = (
+        SklearnPredictor.load(artifact, features) if meta["framework"] == "sklearn" else TorchPredictor.load(artifact)
+    )
+    pred, proba = predictor.predict(cols)
+    if spec_model.task == "classification":
+        return classification_metrics(loaded.target[test], pred, proba, meta["classes"])
+    return regression_metrics(loaded.target[test].astype(float), np.asarray(pred, dtype=float))
+
+
+CASES = [
+    ("breast_cancer", "csv", "sklearn", "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 30}),
+    ("breast_cancer", "parquet", "sklearn", "sklearn.linear_model.LogisticRegression", {"max_iter": 500}),
+    ("diabetes", "csv", "sklearn", "sklearn.linear_model.Ridge", {"alpha": 0.5}),
+    ("breast_cancer", "parquet", "pytorch", "mlp", {"epochs": 15, "layers": "32,16"}),
+    ("diabetes", "parquet", "pytorch", "mlp", {"epochs": 20, "learning_rate": 0.005}),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "fmt", "framework", "estimator", "hp"), CASES, ids=[f"{c[2]}-{c[0]}-{c[1]}" for c in CASES]
+)
+def test_trains_and_the_artifact_reproduces_its_metrics(
+    tmp_path: Path, kind: str, fmt: str, framework: str, estimator: str, hp: dict[str, Any]
+) -> None:
+    data = write(kind, tmp_path / f"data.{fmt}", fmt)
+    training = spec(kind, data, framework, estimator, fmt, **hp)
+    code, result, stderr = run_trainer(tmp_path, training)
+    assert code == 0, stderr
+    artifact = tmp_path / "artifact"
+    assert verify_directory(artifact) == result["artifactDigest"]
+    assert result["rows"] == (569 if kind == "breast_cancer" else 442)
+    assert result["datasetDigest"].startswith("sha256:") and result["durationSeconds"] > 0
+    expected = {"accuracy", "f1", "roc_auc"} if kind == "breast_cancer" else {"rmse", "mae", "r2"}
+    assert set(result["metrics"]) == expected
+    if kind == "breast_cancer":
+        assert result["metrics"]["accuracy"] > 0.85
+    recomputed = recompute_metrics(training, artifact)
+    for name, value in result["metrics"].items():
+        assert recomputed[name] == pytest.approx(value, abs=1e-5)
+    meta = json.loads((artifact / "metadata.json").read_text())
+    assert meta["dataset"]["sha256"] == result["datasetDigest"] and meta["libraries"]["scikit-learn"]
+    assert meta["training"]["hyperparameters"] == hp
+    profile = json.loads((artifact / "profile.json").read_text())
+    assert set(profile["features"]) == {f["name"] for f in feature_spec(kind)}
+    assert all(len(json.dumps(p)) <= 10_000 for p in profile["features"].values())
+    assert not list(tmp_path.glob(".artifact.tmp-*"))  # nothing half-written left behind
+    assert len(json.dumps(result)) < 4096
+    if framework == "pytorch":
+        assert "epoch 1/" in stderr  # a progress line per epoch
+        assert not (artifact / "model.skops").exists() and (artifact / "model.safetensors").exists()
+
+
+def test_pytorch_training_is_deterministic(tmp_path: Path) -> None:
+    data = write("diabetes", tmp_path / "d.csv")
+    training = spec("diabetes", data, "pytorch", "mlp", epochs=5)
+    assert run_trainer(tmp_path, training, "a")[0] == 0
+    assert run_trainer(tmp_path, training, "b")[0] == 0
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_the_digest_detects_one_changed_byte(tmp_path: Path) -> None:
+    data = write("breast_cancer", tmp_path / "d.csv")
+    assert (
+        run_trainer(
+            tmp_path, spec("breast_cancer", data, "sklearn", "sklearn.linear_model.LogisticRegression", max_iter=300)
+        )[0]
+        == 0
+    )
+    target = tmp_path / "artifact" / "model.skops"
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    target.write_bytes(bytes(raw))
+    with pytest.raises(DigestMismatch, match="differs from the recorded"):
+        verify_directory(tmp_path / "artifact")
+
+
+def test_a_failed_write_leaves_no_artifact(tmp_path: Path) -> None:
+    def fill(d: Path) -> None:
+        (d / "model.skops").write_bytes(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_artifact(tmp_path / "v1", fill)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _failure(tmp: Path, training: dict[str, Any]) -> str:
+    code, message, stderr = run_trainer(tmp, training)
+    assert code == 2, stderr
+    lines = [ln for ln in stderr.strip().splitlines() if ln.startswith("modelfleet-trainer: error:")]
+    assert len(lines) == 1
+    assert not (tmp / "artifact").exists()
+    return str(message["error"])
+
+
+def test_corrupted_parquet_fails_with_a_reason(tmp_path: Path) -> None:
+    data = write("breast_cancer", tmp_path / "d.parquet", "parquet")
+    data.write_bytes(data.read_bytes()[: len(data.read_bytes()) // 3])
+    reason = _failure(
+        tmp_path, spec("breast_cancer", data, "sklearn", "sklearn.linear_model.LogisticRegression", "parquet")
+    )
+    assert "is not valid parquet" in reason
+
+
+def test_ragged_csv_fails_with_a_reason(tmp_path: Path) -> None:
+    data = write("breast_cancer", tmp_path / "d.csv")
+    with data.open("a") as f:
+        f.write("1.0,2.0\n")
+    reason = _failure(tmp_path, spec("breast_cancer", data, "sklearn", "sklearn.linear_model.LogisticRegression"))
+    assert "is not valid csv" in reason
+
+
+def test_missing_target_column_is_named(tmp_path: Path) -> None:
+    data = write("breast_cancer", tmp_path / "d.csv")
+    training = spec("breast_cancer", data, "sklearn", "sklearn.linear_model.LogisticRegression")
+    training["dataset"]["target"] = "diagnosis"
+    assert "no target column 'diagnosis'" in _failure(tmp_path, training)
+
+
+def test_unknown_hyperparameter_is_named(tmp_path: Path) -> None:
+    data = write("breast_cancer", tmp_path / "d.csv")
+    reason = _failure(
+        tmp_path, spec("breast_cancer", data, "sklearn", "sklearn.ensemble.RandomForestClassifier", n_trees=10)
+    )
+    assert "unknown hyperparameter(s) for RandomForestClassifier: n_trees" in reason
+
+
+def test_estimator_outside_the_allow_list_is_refused(tmp_path: Path) -> None:
+    data = write("breast_cancer", tmp_path / "d.csv")
+    reason = _failure(tmp_path, spec("breast_cancer", data, "sklearn", "sklearn.cluster.KMeans"))
+    assert "sklearn.cluster.KMeans is not in the allow-list" in reason
+
+
+def test_numeric_feature_holding_text_is_named(tmp_path: Path) -> None:
+    data = write("breast_cancer", tmp_path / "d.csv")
+    training = spec("breast_cancer", data, "sklearn", "sklearn.linear_model.LogisticRegression")
+    for f in training["dataset"]["features"]:
+        if f["name"] == "size_band":
+            f["type"] = "numeric"
+    assert "'size_band' is declared numeric but the column holds string" in _failure(tmp_path, training)
