@@ -41,6 +41,14 @@ class OperatorConfig:
     prometheus_url: str = "http://prometheus-operated.monitoring:9090"
     trainer_image: str = "ghcr.io/modelfleet/trainer:0.1.0"
     server_image: str = "ghcr.io/modelfleet/server:0.1.0"
+    job_ttl_seconds: int = 86400
+    """ttlSecondsAfterFinished of training Jobs (their results are already in the TrainingJob's status)."""
+    stuck_pending_seconds: float = 600.0
+    """A training pod unschedulable (or unable to pull its image) this long fails the TrainingJob."""
+    pvc_mount_root: str = "/mnt/pvc"
+    """Where training and serving pods mount the claims named by pvc:// URIs."""
+    poll_seconds: float = 3.0
+    """How often running TrainingJobs and MLModels are reconciled by level (timers)."""
     namespaces: tuple[str, ...] = field(default_factory=tuple)
     """Namespaces to watch; empty means the whole cluster."""
 
@@ -52,5 +60,7 @@ class OperatorConfig:
             prometheus_url=os.environ.get("MODELFLEET_PROMETHEUS_URL", cls.prometheus_url),
             trainer_image=os.environ.get("MODELFLEET_TRAINER_IMAGE", cls.trainer_image),
             server_image=os.environ.get("MODELFLEET_SERVER_IMAGE", cls.server_image),
+            stuck_pending_seconds=float(os.environ.get("MODELFLEET_STUCK_PENDING_SECONDS", cls.stuck_pending_seconds)),
+            poll_seconds=float(os.environ.get("MODELFLEET_POLL_SECONDS", cls.poll_seconds)),
             namespaces=_list("MODELFLEET_NAMESPACES", ()),
         )

@@ -18,4 +18,5 @@ def utcnow() -> datetime.datetime:
 class Deps:
     config: OperatorConfig
     api: Any  # kubernetes.client.ApiClient
+    kube: Any = None  # modelfleet.clients.kube.Kube over `api`
     clock: Callable[[], datetime.datetime] = field(default=utcnow)

@@ -7,7 +7,7 @@ import sys
 
 import kopf
 
-from modelfleet.clients.kube import api_client, missing_crds
+from modelfleet.clients.kube import Kube, api_client, missing_crds
 from modelfleet.config import OperatorConfig
 from modelfleet.deps import Deps
 
@@ -30,7 +30,7 @@ def run(*, namespaces: tuple[str, ...], metrics_port: int, health_port: int, jso
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    memo = kopf.Memo(deps=Deps(config=config, api=api), metrics_port=metrics_port)
+    memo = kopf.Memo(deps=Deps(config=config, api=api, kube=Kube(api)), metrics_port=metrics_port)
     # The liveness endpoint is served by Kopf itself and answers while the event loop runs: it does not depend on
     # the API server, so an API outage does not get the operator restarted.
     kopf.run(

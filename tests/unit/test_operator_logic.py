@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from modelfleet.config import OperatorConfig
 from modelfleet.errors import InvalidSpec
 from modelfleet.handlers.common import write_status_if_changed
 from modelfleet.reconcilers.common import parse
-from modelfleet.reconcilers.mlmodel import compute_mlmodel_status
+from modelfleet.reconcilers.mlmodel import plan_mlmodel
 from modelfleet.status.conditions import get_condition, set_condition, summarize_ready
 from tests.samples import sample
 
@@ -46,7 +47,7 @@ def test_ready_summarises_false_before_unknown_and_negative_conditions() -> None
 
 def model(**changes: object) -> MLModel:
     doc = sample("MLModel", "fraud-detector")
-    doc["metadata"]["generation"] = 1
+    doc["metadata"].update(generation=1, namespace="ml", uid="m-1")
     for path, value in changes.items():
         node = doc["spec"]
         keys = path.split("__")
@@ -56,21 +57,29 @@ def model(**changes: object) -> MLModel:
     return parse(MLModel, doc)
 
 
-def test_first_visit_sets_every_condition_unknown_where_nothing_is_known() -> None:
+def compute_mlmodel_status(m: MLModel, generation: int, config: OperatorConfig, now: datetime.datetime) -> Any:
+    from modelfleet.reconcilers.common import check_training
+
+    check_training(m.spec.framework, m.spec.training, m.spec.dataset, config)
+    return plan_mlmodel(m, [], fingerprint="f" * 64, generation=generation, config=config, now=now).status
+
+
+def test_first_visit_sets_every_condition_and_starts_training() -> None:
     status = compute_mlmodel_status(model(), 1, OperatorConfig(), T0)
     conds = {c.type: c for c in status.conditions}
     assert {t: c.status for t, c in conds.items()} == {
-        "Trained": "Unknown",
+        "Trained": "False",
         "Serving": "Unknown",
         "Approved": "True",
         "Drifted": "Unknown",
         "Degraded": "False",
-        "Ready": "Unknown",
+        "Ready": "False",
     }
-    assert status.observed_generation == 1 and status.phase == "Pending"
+    assert conds["Trained"].reason == "Training"
+    assert status.observed_generation == 1 and status.phase == "Training"
 
 
-def test_high_risk_models_wait_for_approval() -> None:
+def test_high_risk_models_wait_for_a_version_to_approve() -> None:
     status = compute_mlmodel_status(model(riskClass="high"), 1, OperatorConfig(), T0)
     approved = get_condition(status.conditions, "Approved")
     assert approved and (approved.status, approved.reason) == ("Unknown", "AwaitingVersion")
@@ -78,9 +87,11 @@ def test_high_risk_models_wait_for_approval() -> None:
 
 def test_reconcile_is_idempotent() -> None:
     m = model()
-    first = compute_mlmodel_status(m, 1, OperatorConfig(), T0)
-    m.status = first
-    assert compute_mlmodel_status(m, 1, OperatorConfig(), T1) == first
+    first = plan_mlmodel(m, [], fingerprint="f" * 64, generation=1, config=OperatorConfig(), now=T0)
+    assert first.create is not None
+    m.status = first.status
+    again = plan_mlmodel(m, [first.create], fingerprint="f" * 64, generation=1, config=OperatorConfig(), now=T1)
+    assert again.create is None and again.status == first.status
 
 
 @pytest.mark.parametrize(

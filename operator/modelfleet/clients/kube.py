@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.parse
+from pathlib import Path
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -38,3 +42,88 @@ def missing_crds(
         raise
     served = {r.name for r in resources.resources}
     return [f"{p}.{group}" for p in plurals if p not in served]
+
+
+class Kube:
+    """The operator's reads and writes, on plain JSON. Children are created with server-side apply under one field
+    manager; reads return None for objects that do not exist."""
+
+    FIELD_MANAGER = "modelfleet-operator"
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    @staticmethod
+    def _json(resp: Any) -> dict[str, Any]:
+        return dict(json.loads(resp.data))
+
+    def _get(self, fn: Any, *args: Any) -> dict[str, Any] | None:
+        try:
+            return self._json(fn(*args, _preload_content=False))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(self.batch.read_namespaced_job, name, namespace)
+
+    def apply_job(self, job: dict[str, Any]) -> None:
+        meta = job["metadata"]
+        self.batch.patch_namespaced_job(
+            meta["name"],
+            meta["namespace"],
+            job,
+            field_manager=self.FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        resp = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
+        return list(self._json(resp)["items"])
+
+    def list_custom(self, namespace: str, plural: str, selector: str | None = None) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"_preload_content": False}
+        if selector:
+            kwargs["label_selector"] = selector
+        resp = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
+        return list(self._json(resp)["items"])
+
+    def create_custom(self, namespace: str, plural: str, body: dict[str, Any]) -> bool:
+        """Creates the object; False when one of that name already exists (deterministic names make it ours)."""
+        try:
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
+    def artifact_exists(self, namespace: str, uri: str) -> bool | None:
+        """Whether an artifact directory (with its digest file) is at `uri`: True/False when this process can look
+        (file:// paths, and pvc:// claims bound to a local or hostPath volume on this machine), None when it cannot
+        tell (object stores, remote volumes): the caller then trusts the record of the TrainingJob that wrote it."""
+        if uri.startswith("file://"):
+            return (Path(urllib.parse.urlparse(uri).path) / "digest").is_file()
+        if not uri.startswith("pvc://"):
+            return None
+        claim, _, rel = uri[len("pvc://") :].partition("/")
+        pvc = self._get(self.core.read_namespaced_persistent_volume_claim, claim, namespace)
+        volume = (pvc or {}).get("spec", {}).get("volumeName")
+        pv = self._get(self.core.read_persistent_volume, volume) if volume else None
+        source = (pv or {}).get("spec", {})
+        base = (source.get("hostPath") or source.get("local") or {}).get("path")
+        if not base or not Path(base).is_dir():
+            return None
+        return (Path(base) / rel / "digest").is_file()

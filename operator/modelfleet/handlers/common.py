@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import kopf
@@ -17,6 +17,7 @@ from modelfleet.api.v1alpha1.common import Condition
 from modelfleet.errors import DependencyNotReady, InvalidSpec
 from modelfleet.metrics import RECONCILE_SECONDS, RECONCILE_TOTAL
 from modelfleet.reconcilers.common import parse
+from modelfleet.reconcilers.outcome import Outcome
 from modelfleet.status.conditions import FALSE, get_condition, set_condition
 
 KINDS_WITH_PHASE = {"MLModel", "TrainingJob"}
@@ -94,13 +95,23 @@ def reconciling(kind: str, body: kopf.Body, patch: kopf.Patch, now: Any) -> Iter
 
 
 def run_reconcile(
-    kind: str, model: type[Any], compute: Any, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo
+    kind: str, model: type[Any], reconcile: Callable[..., Any], body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo
 ) -> None:
-    """body -> typed object -> computed status -> patch (only what changed), inside the error boundary."""
+    """body -> typed object -> reconcile (status and Events) -> patch (only what changed) and Events, inside the
+    error boundary. `reconcile(obj, generation, deps, now)` returns an Outcome or just a status."""
     deps = memo["deps"]
     now = deps.clock()
     with reconciling(kind, body, patch, now):
         raw = plain(body)
         obj = parse(model, raw)
-        status = compute(obj, raw["metadata"].get("generation"), deps.config, now)
-        write_status_if_changed(patch, raw.get("status"), status.wire())
+        out = reconcile(obj, raw["metadata"].get("generation"), deps, now)
+        outcome = out if isinstance(out, Outcome) else Outcome(out)
+        write_status_if_changed(patch, raw.get("status"), outcome.status.wire())
+        for event in outcome.events:
+            (kopf.info if event.type == "Normal" else kopf.warn)(body, reason=event.reason, message=event.message)
+
+
+def is_finished(body: kopf.Body, *condition_types: str) -> bool:
+    """True when one of the conditions is True (a timer's cheap early exit, from the body alone)."""
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return any(c.get("type") in condition_types and c.get("status") == "True" for c in conditions)

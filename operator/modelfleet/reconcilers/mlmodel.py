@@ -1,48 +1,270 @@
-"""MLModel: the status the operator derives from the spec. Training, serving and drift fill it in later stages."""
+"""MLModel: observe its TrainingJobs -> compute versions and conditions (pure) -> create the next TrainingJob when no
+run exists for the current training inputs. At most one TrainingJob per model is active at any time; editing only
+serving fields never retrains (they are not part of the training fingerprint)."""
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from modelfleet.api.v1alpha1.mlmodel import MLModel, MLModelStatus
+from modelfleet.api.v1alpha1 import API_VERSION
+from modelfleet.api.v1alpha1.mlmodel import MLModel, MLModelStatus, ModelVersion
+from modelfleet.api.v1alpha1.shared import LOWER_IS_BETTER, Validation
+from modelfleet.api.v1alpha1.trainingjob import TrainingResult
+from modelfleet.builders.training import LABEL_FINGERPRINT, LABEL_MODEL, LABEL_TEAM, LABEL_VERSION, training_fingerprint
 from modelfleet.config import OperatorConfig
+from modelfleet.errors import InvalidSpec
+from modelfleet.faults import crash_point
 from modelfleet.reconcilers.common import check_training
+from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition
 
 READY_NEEDS = ("Trained", "Serving", "Approved")
+MAX_VERSIONS = 20
+MAX_NAME = 63  # the model's name is a label value on every child
+DEFAULT_METRIC = {"classification": "accuracy", "regression": "r2"}
+
+
+@dataclass
+class ModelPlan:
+    status: MLModelStatus
+    create: dict[str, Any] | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+def _cond(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == ctype), {})
+
+
+def _done(obj: dict[str, Any], ctype: str) -> bool:
+    return _cond(obj, ctype).get("status") == TRUE
+
+
+def _version_of(tj: dict[str, Any]) -> int:
+    try:
+        return int(tj["metadata"].get("labels", {}).get(LABEL_VERSION, "0"))
+    except ValueError:
+        return 0
+
+
+def promotion(metrics: dict[str, float], task: str, validation: Validation) -> tuple[bool, str]:
+    """(promotable, why not) against validation.minScore (for rmse and mae lower is better)."""
+    if validation.min_score is None:
+        return True, ""
+    metric = validation.metric or DEFAULT_METRIC[task]
+    if metric not in metrics:
+        return False, f"the run reported no {metric}"
+    value = metrics[metric]
+    ok = value <= validation.min_score if metric in LOWER_IS_BETTER else value >= validation.min_score
+    return ok, "" if ok else f"{metric}={value:.4g} does not meet validation.minScore {validation.min_score:g}"
+
+
+def desired_model_trainingjob(
+    model: MLModel, *, namespace: str, number: int, reason: str, fingerprint: str, config: OperatorConfig
+) -> dict[str, Any]:
+    """The TrainingJob that trains version `number` of the model, owned by it."""
+    name = str(model.metadata["name"])
+    spec = model.spec
+    base = spec.artifacts.uri if spec.artifacts else f"{config.default_artifacts_uri}/{namespace}/{name}"
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainingJob",
+        "metadata": {
+            "name": f"{name}-v{number}",
+            "namespace": namespace,
+            "labels": {
+                LABEL_MODEL: name,
+                LABEL_VERSION: str(number),
+                LABEL_TEAM: spec.owner.team,
+                LABEL_FINGERPRINT: fingerprint[:40],
+                "app.kubernetes.io/part-of": "modelfleet",
+                "app.kubernetes.io/managed-by": "modelfleet-operator",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "MLModel",
+                    "name": name,
+                    "uid": str(model.metadata["uid"]),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "modelRef": {"name": name},
+            "framework": spec.framework,
+            "task": spec.task,
+            "dataset": spec.dataset.wire(),
+            "training": spec.training.wire(),
+            "output": {"uri": f"{base.rstrip('/')}/v{number}"},
+            "reason": reason,
+        },
+    }
 
 
 def compute_phase(status: MLModelStatus) -> str:
     """A one-word summary for the printer column (never used for decisions)."""
     ready = get_condition(status.conditions, "Ready")
+    trained = get_condition(status.conditions, "Trained")
+    degraded = get_condition(status.conditions, "Degraded")
     if ready and ready.reason == "InvalidSpec":
         return "Invalid"
     if ready and ready.status == TRUE:
         return "Serving"
-    degraded = get_condition(status.conditions, "Degraded")
     if degraded and degraded.status == TRUE:
         return "Degraded"
+    if status.active_training_job:
+        return "Training"
+    if trained and trained.status == TRUE:
+        return "Trained"
+    if trained and trained.reason == "TrainingFailed":
+        return "Failed"
     return "Pending"
 
 
-def compute_mlmodel_status(
-    model: MLModel, generation: int | None, config: OperatorConfig, now: datetime.datetime
-) -> MLModelStatus:
+def plan_mlmodel(
+    model: MLModel,
+    trainingjobs: Sequence[dict[str, Any]],
+    *,
+    fingerprint: str,
+    generation: int | None,
+    config: OperatorConfig,
+    now: datetime.datetime,
+) -> ModelPlan:
+    """Pure: versions, conditions, Events and the TrainingJob to create (if any)."""
     spec = model.spec
-    check_training(spec.framework, spec.training, spec.dataset, config)
+    name = str(model.metadata.get("name", ""))
+    namespace = str(model.metadata.get("namespace", ""))
     status = model.status.model_copy(deep=True)
+    plan = ModelPlan(status=status)
     c = ConditionEditor(status.conditions, now=now, generation=generation)
-    c.default("Trained", UNKNOWN, "NotTrainedYet", "no version has been trained yet")
-    c.default("Serving", UNKNOWN, "NoVersion", "nothing is served until a version is trained")
-    if spec.risk_class == "high":
-        c.default(
-            "Approved", UNKNOWN, "AwaitingVersion", "riskClass high: each new version needs serving.approvedVersion"
+    versions = list(status.versions)
+    recorded = {v.training_job for v in versions}
+    tjs = sorted(trainingjobs, key=_version_of)
+
+    for tj in tjs:
+        tj_name, st = tj["metadata"]["name"], tj.get("status") or {}
+        if _done(tj, "Succeeded") and tj_name not in recorded and st.get("result"):
+            result = TrainingResult.model_validate(st["result"])
+            ok, why = promotion(result.metrics, spec.task, spec.training.validation)
+            version = ModelVersion(
+                number=_version_of(tj),
+                training_job=tj_name,
+                artifact_uri=result.artifact_uri or "",
+                artifact_digest=result.artifact_digest or "",
+                dataset_digest=result.dataset_digest,
+                metrics=result.metrics,
+                reason=tj.get("spec", {}).get("reason"),
+                promotable=ok,
+                created_at=st.get("completionTime"),
+                fingerprint=st.get("fingerprint"),
+            )
+            versions.append(version)
+            metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
+            cached = f" (cache hit of {st['cachedFrom']})" if st.get("cachedFrom") else ""
+            plan.events.append(
+                Event("Normal", "VersionTrained", f"version {version.number} trained by {tj_name}{cached}: {metrics}")
+            )
+            if not ok:
+                plan.events.append(
+                    Event("Warning", "NotPromoted", f"version {version.number} will not be served: {why}")
+                )
+        elif _done(tj, "Failed") and tj_name not in recorded and tj_name != status.last_failed_training_job:
+            # One Event per failed run; a later failure replaces the record.
+            status.last_failed_training_job = tj_name
+            failed = _cond(tj, "Failed")
+            keeps = f"; the model keeps version {versions[-1].number}" if versions else ""
+            plan.events.append(
+                Event(
+                    "Warning",
+                    "TrainingFailed",
+                    f"{tj_name} failed: {failed.get('reason')}: {failed.get('message', '')}{keeps}",
+                )
+            )
+
+    versions.sort(key=lambda v: v.number)
+    status.versions = versions[-MAX_VERSIONS:]
+    status.latest_version = status.versions[-1] if status.versions else None
+    active = [tj for tj in tjs if not (_done(tj, "Succeeded") or _done(tj, "Failed"))]
+    status.active_training_job = active[0]["metadata"]["name"] if active else None
+    has_run = any(tj["metadata"].get("labels", {}).get(LABEL_FINGERPRINT) == fingerprint[:40] for tj in tjs) or any(
+        v.fingerprint == fingerprint for v in status.versions
+    )
+    if not active and not has_run:
+        number = max([v.number for v in versions] + [_version_of(tj) for tj in tjs], default=0) + 1
+        last_dataset = tjs[-1].get("spec", {}).get("dataset", {}).get("version") if tjs else None
+        reason = "initial" if not tjs else ("dataset" if last_dataset != spec.dataset.version else "spec-change")
+        plan.create = desired_model_trainingjob(
+            model, namespace=namespace, number=number, reason=reason, fingerprint=fingerprint, config=config
+        )
+        status.active_training_job = plan.create["metadata"]["name"]
+        plan.events.append(
+            Event(
+                "Normal",
+                "TrainingRequested",
+                f"created TrainingJob {status.active_training_job} for version {number} (reason: {reason})",
+            )
+        )
+
+    latest = status.latest_version
+    if latest is not None:
+        training_note = f"; training {status.active_training_job}" if status.active_training_job else ""
+        c.set("Trained", TRUE, "Trained", f"version {latest.number} trained by {latest.training_job}{training_note}")
+    elif status.active_training_job:
+        c.set("Trained", FALSE, "Training", f"training the first version ({status.active_training_job})")
+    elif status.last_failed_training_job:
+        c.set(
+            "Trained",
+            FALSE,
+            "TrainingFailed",
+            f"{status.last_failed_training_job} failed; fix the spec or data "
+            "(a changed spec or dataset.version trains again)",
         )
     else:
+        c.default("Trained", UNKNOWN, "NotTrainedYet", "no version has been trained yet")
+    c.set("Serving", UNKNOWN, "NotImplemented", "this operator version trains models but does not serve them yet")
+    if spec.risk_class != "high":
         c.set("Approved", TRUE, "NotRequired", f"riskClass {spec.risk_class} needs no approval")
+    elif latest is None:
+        c.set("Approved", UNKNOWN, "AwaitingVersion", "riskClass high: each new version needs serving.approvedVersion")
+    elif spec.serving.approved_version == latest.number:
+        c.set("Approved", TRUE, "Approved", f"version {latest.number} is approved")
+    else:
+        c.set(
+            "Approved",
+            FALSE,
+            "AwaitingApproval",
+            f"version {latest.number} awaits approval: kubectl patch mlm "
+            f'{name} --type=merge -p \'{{"spec":{{"serving":{{"approvedVersion":{latest.number}}}}}}}\'',
+        )
     c.default("Drifted", UNKNOWN, "NotEvaluated", "no DriftPolicy has evaluated this model")
     c.default("Degraded", FALSE, "AsExpected")
     status.conditions = c.summarize_ready(READY_NEEDS, negative=("Degraded",))
     status.observed_generation = generation
     status.phase = compute_phase(status)
-    return status
+    return plan
+
+
+def reconcile_mlmodel(
+    model: MLModel, generation: int | None, kube: Any, config: OperatorConfig, now: datetime.datetime
+) -> Outcome:
+    spec = model.spec
+    name = str(model.metadata["name"])
+    if len(name) > MAX_NAME:
+        raise InvalidSpec(f"metadata.name must be at most {MAX_NAME} characters (it is a label value on every child)")
+    check_training(spec.framework, spec.training, spec.dataset, config)
+    namespace, uid = str(model.metadata["namespace"]), str(model.metadata["uid"])
+    owned = [
+        tj
+        for tj in kube.list_custom(namespace, "trainingjobs", f"{LABEL_MODEL}={name}")
+        if any(o.get("uid") == uid for o in tj["metadata"].get("ownerReferences") or [])
+    ]
+    fingerprint = training_fingerprint(spec.framework, spec.task, spec.dataset, spec.training, config.trainer_image)
+    plan = plan_mlmodel(model, owned, fingerprint=fingerprint, generation=generation, config=config, now=now)
+    if plan.create is not None:
+        kube.create_custom(namespace, "trainingjobs", plan.create)
+        crash_point("after-trainingjob-create")
+    return Outcome(plan.status, plan.events)

@@ -1,28 +1,353 @@
-"""TrainingJob: the status the operator derives from the spec. The Job itself comes with the training stage."""
+"""TrainingJob: observe the Job and its pods -> compute the status (pure) -> apply (create the Job at most once).
+
+A succeeded TrainingJob with the same fingerprint whose artifact still exists is reused: no Job, CacheHit=True.
+"""
 
 from __future__ import annotations
 
 import datetime
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from modelfleet.api.v1alpha1.trainingjob import TrainingJob, TrainingJobStatus
+from pydantic import ValidationError
+
+from modelfleet.api.v1alpha1.trainingjob import TrainingJob, TrainingJobStatus, TrainingResult
+from modelfleet.builders.training import (
+    TRAINER_CONTAINER,
+    UnsupportedUri,
+    desired_training_job,
+    job_name,
+    training_fingerprint,
+)
 from modelfleet.config import OperatorConfig
+from modelfleet.errors import InvalidSpec
+from modelfleet.faults import crash_point
 from modelfleet.reconcilers.common import check_training
-from modelfleet.status.conditions import FALSE, UNKNOWN, ConditionEditor, get_condition
+from modelfleet.reconcilers.outcome import Event, Outcome
+from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, rfc3339
+
+TERMINAL = ("Succeeded", "Failed")
+PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError")
 
 
-def compute_trainingjob_status(
-    job: TrainingJob, generation: int | None, config: OperatorConfig, now: datetime.datetime
-) -> TrainingJobStatus:
-    spec = job.spec
-    check_training(spec.framework, spec.training, spec.dataset, config)
-    status = job.status.model_copy(deep=True)
-    c = ConditionEditor(status.conditions, now=now, generation=generation)
-    c.default("Running", UNKNOWN, "NotStarted", "no training Job yet")
-    c.default("Succeeded", UNKNOWN, "NotStarted", "no training Job yet")
-    c.default("Failed", FALSE, "NotFailed")
-    c.default("CacheHit", UNKNOWN, "NotChecked")
-    status.conditions = c.summarize_ready(("Succeeded",), negative=("Failed",))
+@dataclass
+class TrainingObservation:
+    job: dict[str, Any] | None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    cache_source: dict[str, Any] | None = None  # a succeeded TrainingJob with our fingerprint, artifact present
+
+
+@dataclass
+class TrainingPlan:
+    status: TrainingJobStatus
+    create_job: bool = False
+    delete_job: bool = False
+    events: list[Event] = field(default_factory=list)
+
+
+def _time(value: Any) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+
+
+def is_terminal(status: TrainingJobStatus) -> bool:
+    return any((c := get_condition(status.conditions, t)) is not None and c.status == TRUE for t in TERMINAL)
+
+
+def output_uri(tj: TrainingJob, namespace: str, config: OperatorConfig) -> str:
+    return tj.spec.output.uri if tj.spec.output else f"{config.default_artifacts_uri}/{namespace}/{tj_name(tj)}"
+
+
+def tj_name(tj: TrainingJob) -> str:
+    return str(tj.metadata.get("name", ""))
+
+
+def fingerprint_of(tj: TrainingJob, config: OperatorConfig) -> str:
+    """The recorded fingerprint once a Job exists (so a later configuration change never starts a second Job),
+    else the one computed from the spec."""
+    if tj.status.fingerprint:
+        return tj.status.fingerprint
+    annotations = tj.metadata.get("annotations") or {}
+    salt = str(annotations.get("modelfleet.io/fingerprint-salt", "")) if isinstance(annotations, dict) else ""
+    s = tj.spec
+    return training_fingerprint(s.framework, s.task, s.dataset, s.training, config.trainer_image, salt)
+
+
+def find_cache_source(
+    candidates: Sequence[dict[str, Any]], fingerprint: str, exclude: str, exists: Callable[[str], bool | None]
+) -> dict[str, Any] | None:
+    """The oldest succeeded TrainingJob with this fingerprint whose artifact is not known to be gone."""
+
+    def ok(obj: dict[str, Any]) -> bool:
+        st = obj.get("status") or {}
+        succeeded = any(c.get("type") == "Succeeded" and c.get("status") == TRUE for c in st.get("conditions") or [])
+        uri = (st.get("result") or {}).get("artifactUri")
+        return (
+            obj["metadata"]["name"] != exclude
+            and st.get("fingerprint") == fingerprint
+            and succeeded
+            and bool(uri)
+            and exists(str(uri)) is not False
+        )
+
+    found = sorted((o for o in candidates if ok(o)), key=lambda o: o["metadata"].get("creationTimestamp", ""))
+    return found[0] if found else None
+
+
+def parse_result(message: str | None) -> tuple[TrainingResult | None, str]:
+    """The trainer's termination message -> (result, "") or (None, reason)."""
+    if not message:
+        return None, "the training pod finished without a result (no termination message)"
+    try:
+        payload = json.loads(message)
+    except ValueError:
+        return None, f"the training pod's termination message is not a result: {message[:200]}"
+    if not isinstance(payload, dict):
+        return None, "the training pod's termination message is not a JSON object"
+    if "error" in payload:
+        return None, str(payload["error"])
+    try:
+        return TrainingResult.model_validate(payload), ""
+    except ValidationError as e:
+        return None, f"malformed training result: {e.errors()[0]['msg']}"
+
+
+def _trainer_state(pod: dict[str, Any]) -> dict[str, Any]:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == TRAINER_CONTAINER:
+            return dict(cs)
+    return {}
+
+
+def _newest(pods: Sequence[dict[str, Any]], phase: str) -> dict[str, Any] | None:
+    matching = [p for p in pods if (p.get("status") or {}).get("phase") == phase]
+    return max(matching, key=lambda p: p["metadata"].get("creationTimestamp", ""), default=None)
+
+
+def failure_of(job_condition: dict[str, Any], pods: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    """(reason, message) of a failed Job, from the most specific source: the trainer's own message, the container's
+    reason (OOMKilled), then the Job's condition."""
+    if job_condition.get("reason") == "DeadlineExceeded":
+        return "DeadlineExceeded", f"training exceeded spec.training.timeout: {job_condition.get('message', '')}"
+    pod = _newest(pods, "Failed")
+    term = (_trainer_state(pod).get("state") or {}).get("terminated") or {} if pod else {}
+    if term.get("reason") == "OOMKilled":
+        return "OOMKilled", "the trainer ran out of memory; raise spec.training.resources.memory"
+    result, problem = parse_result(term.get("message"))
+    if term and result is None and term.get("message"):
+        return "TrainingError", problem
+    if term:
+        return "TrainingError", f"the trainer exited with code {term.get('exitCode')} ({term.get('reason', '')})"
+    return str(job_condition.get("reason") or "JobFailed"), str(job_condition.get("message") or "the Job failed")
+
+
+def stuck_reason(pod: dict[str, Any]) -> tuple[str, str, datetime.datetime | None] | None:
+    """Why a pending pod is not starting: unschedulable, or its image cannot be pulled."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == FALSE and cond.get("reason") == "Unschedulable":
+            return "Unschedulable", str(cond.get("message", "")), _time(cond.get("lastTransitionTime"))
+    waiting = (_trainer_state(pod).get("state") or {}).get("waiting") or {}
+    if waiting.get("reason") in PULL_ERRORS:
+        return str(waiting["reason"]), str(waiting.get("message", "")), _time(pod["metadata"].get("creationTimestamp"))
+    return None
+
+
+def _metrics_text(result: TrainingResult) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items())) or "no metrics"
+
+
+def plan_trainingjob(
+    tj: TrainingJob,
+    obs: TrainingObservation,
+    *,
+    fingerprint: str,
+    name_of_job: str,
+    generation: int | None,
+    config: OperatorConfig,
+    now: datetime.datetime,
+) -> TrainingPlan:
+    """Pure: the status, the actions and the Events that follow from what was observed."""
+    status = tj.status.model_copy(deep=True)
     status.observed_generation = generation
-    ready = get_condition(status.conditions, "Ready")
-    status.phase = "Invalid" if ready and ready.reason == "InvalidSpec" else (status.phase or "Pending")
-    return status
+    c = ConditionEditor(status.conditions, now=now, generation=generation)
+    plan = TrainingPlan(status=status)
+    if is_terminal(status):
+        return plan  # a finished run is a record: nothing about it changes any more
+    gpus = tj.spec.training.resources.gpu
+    previous_queued = get_condition(status.conditions, "Queued")
+    status.fingerprint = fingerprint
+    for ctype, st, reason in (
+        ("Queued", UNKNOWN, "NotStarted"),
+        ("Running", UNKNOWN, "NotStarted"),
+        ("Succeeded", UNKNOWN, "NotStarted"),
+        ("Failed", FALSE, "NotFailed"),
+        ("CacheHit", UNKNOWN, "NotChecked"),
+    ):
+        c.default(ctype, st, reason)
+
+    def finish(ok: bool, reason: str, message: str, completed: datetime.datetime) -> None:
+        c.set("Succeeded", TRUE if ok else FALSE, reason, message)
+        c.set("Failed", FALSE if ok else TRUE, "NotFailed" if ok else reason, "" if ok else message)
+        c.set("Running", FALSE, "Completed" if ok else reason)
+        c.set("Queued", FALSE, "Admitted")
+        status.phase = "Succeeded" if ok else "Failed"
+        status.completion_time = rfc3339(completed)
+        start = _time(status.start_time)
+        status.gpu_seconds = round(max(0.0, (completed - start).total_seconds()) * gpus, 3) if start else 0.0
+        plan.events.append(Event("Normal" if ok else "Warning", "Succeeded" if ok else "Failed", message))
+
+    job = obs.job
+    if job is None:
+        if status.job_name is None and obs.cache_source is not None:
+            src = obs.cache_source
+            cached = TrainingResult.model_validate(src["status"]["result"])
+            status.result, status.cached_from = cached, src["metadata"]["name"]
+            status.attempts, status.start_time = 0, rfc3339(now)
+            message = f"reused the result of TrainingJob {status.cached_from} (same fingerprint); no Job was created"
+            c.set("CacheHit", TRUE, "CacheHit", message)
+            plan.events.append(Event("Normal", "CacheHit", message))
+            finish(True, "CacheHit", f"cached result: {_metrics_text(cached)}", now)
+            plan.events.pop()  # the CacheHit Event already says it
+        else:
+            recreated = status.job_name is not None
+            status.job_name = name_of_job
+            plan.create_job = True
+            c.set("CacheHit", FALSE, "NoCachedResult", "no succeeded TrainingJob has this fingerprint")
+            c.set("Queued", TRUE, "JobCreated", f"Job {name_of_job} created")
+            status.phase = "Pending"
+            plan.events.append(
+                Event(
+                    "Normal",
+                    "JobRecreated" if recreated else "TrainingStarted",
+                    f"{'re' if recreated else ''}created Job {name_of_job}"
+                    f"{f' requesting {gpus} GPU(s)' if gpus else ''}",
+                )
+            )
+    else:
+        jst = job.get("status") or {}
+        jconds = {x.get("type"): x for x in jst.get("conditions") or [] if x.get("status") == TRUE}
+        status.job_name = job["metadata"]["name"]
+        status.attempts = int(jst.get("active", 0)) + int(jst.get("succeeded", 0)) + int(jst.get("failed", 0))
+        status.start_time = jst.get("startTime") or status.start_time
+        if "Complete" in jconds or "SuccessCriteriaMet" in jconds:
+            pod = _newest(obs.pods, "Succeeded")
+            term = (_trainer_state(pod).get("state") or {}).get("terminated") or {} if pod else {}
+            result, problem = parse_result(term.get("message"))
+            completed = _time(jst.get("completionTime")) or now
+            if result is not None:
+                status.result = result
+                finish(True, "Trained", f"trained: {_metrics_text(result)}", completed)
+            else:
+                finish(False, "NoResult", problem, completed)
+        elif "Failed" in jconds or "FailureTarget" in jconds:
+            cond = jconds.get("Failed") or jconds["FailureTarget"]
+            reason, message = failure_of(cond, obs.pods)
+            finish(False, reason, message, _time(cond.get("lastTransitionTime")) or now)
+        elif job["spec"].get("suspend"):
+            queue = job["metadata"].get("labels", {}).get("kueue.x-k8s.io/queue-name")
+            c.set(
+                "Queued",
+                TRUE,
+                "AwaitingAdmission",
+                f"the Job is suspended until Kueue admits it (queue {queue})" if queue else "the Job is suspended",
+            )
+            c.set("Running", FALSE, "Suspended")
+            status.phase = "Queued"
+        else:
+            running = _newest(obs.pods, "Running")
+            pending = _newest(obs.pods, "Pending")
+            stuck = stuck_reason(pending) if pending and not running else None
+            if running:
+                c.set("Queued", FALSE, "Admitted")
+                c.set(
+                    "Running",
+                    TRUE,
+                    "Running",
+                    f"pod {running['metadata']['name']} on node {running['spec'].get('nodeName', '?')}",
+                )
+                status.phase = "Running"
+            elif stuck:
+                reason, message, since = stuck
+                if since and (now - since).total_seconds() > config.stuck_pending_seconds:
+                    plan.delete_job = True
+                    finish(False, reason, f"pending for more than {config.stuck_pending_seconds:.0f}s: {message}", now)
+                else:
+                    c.set("Queued", TRUE, reason, message)
+                    c.set("Running", FALSE, reason)
+                    status.phase = "Queued"
+                    if not previous_queued or previous_queued.reason != reason:
+                        plan.events.append(Event("Warning", reason, message))
+            else:
+                c.set(
+                    "Queued",
+                    FALSE,
+                    "Admitted" if pending else "JobCreated",
+                    "the pod is starting" if pending else "waiting for the Job's pod",
+                )
+                c.set("Running", UNKNOWN, "Starting")
+                status.phase = "Pending"
+    status.conditions = c.summarize_ready(("Succeeded",), negative=("Failed",))
+    return plan
+
+
+def reconcile_trainingjob(
+    tj: TrainingJob, generation: int | None, kube: Any, config: OperatorConfig, now: datetime.datetime
+) -> Outcome:
+    """observe -> plan -> apply."""
+    spec = tj.spec
+    check_training(spec.framework, spec.training, spec.dataset, config)
+    if is_terminal(tj.status):
+        plan = plan_trainingjob(
+            tj,
+            TrainingObservation(job=None),
+            fingerprint=tj.status.fingerprint or "",
+            name_of_job=tj.status.job_name or "",
+            generation=generation,
+            config=config,
+            now=now,
+        )
+        return Outcome(plan.status, plan.events)
+    namespace = str(tj.metadata["namespace"])
+    name = tj_name(tj)
+    fingerprint = fingerprint_of(tj, config)
+    name_of_job = tj.status.job_name or job_name(name, fingerprint)
+    job = kube.get_job(namespace, name_of_job)
+    pods = kube.list_pods(namespace, f"batch.kubernetes.io/job-name={name_of_job}") if job else []
+    cache = None
+    if job is None and tj.status.job_name is None:
+        cache = find_cache_source(
+            kube.list_custom(namespace, "trainingjobs"),
+            fingerprint,
+            name,
+            lambda uri: kube.artifact_exists(namespace, uri),
+        )
+    plan = plan_trainingjob(
+        tj,
+        TrainingObservation(job, pods, cache),
+        fingerprint=fingerprint,
+        name_of_job=name_of_job,
+        generation=generation,
+        config=config,
+        now=now,
+    )
+    if plan.create_job:
+        labels = tj.metadata.get("labels") or {}
+        try:
+            manifest = desired_training_job(
+                name=name,
+                namespace=namespace,
+                uid=str(tj.metadata["uid"]),
+                labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+                spec=spec,
+                output_uri=output_uri(tj, namespace, config),
+                fingerprint=fingerprint,
+                config=config,
+            )
+        except UnsupportedUri as e:
+            raise InvalidSpec(str(e)) from e
+        kube.apply_job(manifest)
+        crash_point("after-job-create")  # fault-injection tests stop the operator here, before status is written
+    if plan.delete_job:
+        kube.delete_job(namespace, name_of_job)
+    return Outcome(plan.status, plan.events)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+from modelfleet.api.v1alpha1.shared import LOWER_IS_BETTER
+
+__all__ = ["LOWER_IS_BETTER", "classification_metrics", "regression_metrics"]
 
 
 def classification_metrics(

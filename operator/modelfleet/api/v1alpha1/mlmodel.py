@@ -136,6 +136,8 @@ class ModelVersion(ApiModel):
     """Why it was trained: initial, spec-change, dataset, drift or manual."""
     promotable: bool = True
     """False when it scored below validation.minScore."""
+    fingerprint: str | None = Field(default=None, max_length=80)
+    """Fingerprint of the training inputs that produced it."""
     created_at: Timestamp | None = None
     """When training finished."""
 
@@ -179,6 +181,10 @@ class MLModelStatus(ApiModel):
     """The version being served."""
     versions: list[ModelVersion] = Field(default_factory=list, max_length=20)
     """The most recent versions, newest last (bounded)."""
+    active_training_job: str | None = Field(default=None, max_length=253)
+    """The TrainingJob running for this model now (at most one at a time)."""
+    last_failed_training_job: str | None = Field(default=None, max_length=253)
+    """The most recent TrainingJob that failed."""
     endpoint: str | None = Field(default=None, max_length=512)
     """URL of the inference endpoint."""
     drift: DriftSummary | None = None

@@ -11,6 +11,7 @@ from modelfleet.api.v1alpha1.common import ApiModel, Duration, HyperValue, Quant
 DATASET_SCHEMES = ("file", "pvc", "s3", "gs", "https")
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
+LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 BUILTIN_TORCH_ARCHITECTURES = ("mlp",)
 
 Framework = Literal["sklearn", "pytorch"]

@@ -1,0 +1,1 @@
+"""Pure functions turning typed specs and configuration into child manifests (layer: builders; imports `api`)."""

@@ -1,0 +1,234 @@
+"""The training Job: its fingerprint, its name and its manifest. Pure: no I/O, no clock, no randomness."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.parse
+from typing import Any
+
+from modelfleet.api.v1alpha1 import API_VERSION, parse_duration
+from modelfleet.api.v1alpha1.shared import Dataset, Training
+from modelfleet.api.v1alpha1.trainingjob import TrainingJobSpec
+from modelfleet.config import OperatorConfig
+
+TRAINER_CONTAINER = "trainer"
+INVALID_INPUT_EXIT_CODE = 2  # the trainer's exit code for bad data or spec: retrying cannot help
+LABEL_MODEL = "modelfleet.io/model"
+LABEL_VERSION = "modelfleet.io/version"
+LABEL_TEAM = "modelfleet.io/team"
+LABEL_TRAININGJOB = "modelfleet.io/trainingjob"
+LABEL_FINGERPRINT = "modelfleet.io/fingerprint"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+RUNTIME_UID = 65532
+
+
+class UnsupportedUri(ValueError):
+    """A URI the training Job cannot use (e.g. an s3:// output location, not supported yet)."""
+
+
+def training_fingerprint(
+    framework: str, task: str, dataset: Dataset, training: Training, trainer_image: str, salt: str = ""
+) -> str:
+    """sha256 over everything that changes the trained result: framework, task, estimator, hyperparameters, the
+    dataset's location, version, format, target and features, the hold-out split and the trainer image. Not the
+    resources, placement, queue or promotion rules (they do not change the model). `salt` forces a new run (drift
+    retraining must never reuse an earlier result)."""
+    payload = {
+        "framework": framework,
+        "task": task,
+        "dataset": {
+            "uri": dataset.uri,
+            "version": dataset.version,
+            "format": dataset.format,
+            "target": dataset.target,
+            "features": [[f.name, f.type] for f in dataset.features],
+        },
+        "estimator": training.estimator,
+        "hyperparameters": training.hyperparameters,
+        "split": training.validation.split,
+        "trainerImage": trainer_image,
+        "salt": salt,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def job_name(trainingjob_name: str, fingerprint: str) -> str:
+    """Deterministic and at most 63 characters (the Job controller copies it into a label)."""
+    return f"{trainingjob_name[:52].rstrip('-.')}-{fingerprint[:10]}"
+
+
+def training_labels(trainingjob: str, labels: dict[str, str], fingerprint: str) -> dict[str, str]:
+    out = {
+        "app.kubernetes.io/name": "modelfleet-trainer",
+        "app.kubernetes.io/instance": trainingjob[:63],
+        "app.kubernetes.io/component": "training",
+        "app.kubernetes.io/part-of": "modelfleet",
+        "app.kubernetes.io/managed-by": "modelfleet-operator",
+        LABEL_TRAININGJOB: trainingjob[:63],
+        LABEL_FINGERPRINT: fingerprint[:40],
+    }
+    for key in (LABEL_MODEL, LABEL_VERSION, LABEL_TEAM):
+        if labels.get(key):
+            out[key] = labels[key]
+    return out
+
+
+def pvc_claim(uri: str) -> tuple[str, str] | None:
+    """pvc://claim/path -> (claim, path)."""
+    if not uri.startswith("pvc://"):
+        return None
+    claim, _, path = uri[len("pvc://") :].partition("/")
+    return claim, path
+
+
+def local_path(uri: str, mount_root: str) -> str:
+    """Where a pod sees `uri` (pvc:// claims are mounted under mount_root; file:// is taken as is)."""
+    claim = pvc_claim(uri)
+    if claim:
+        return f"{mount_root}/{claim[0]}/{claim[1]}".rstrip("/")
+    if uri.startswith("file://"):
+        return urllib.parse.urlparse(uri).path
+    raise UnsupportedUri(
+        f"{uri}: training output must be a pvc:// or file:// location (object stores are not supported for output yet)"
+    )
+
+
+def restricted_security() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pod, container) security contexts that pass the Kubernetes "restricted" Pod Security Standard."""
+    pod = {
+        "runAsNonRoot": True,
+        "runAsUser": RUNTIME_UID,
+        "runAsGroup": RUNTIME_UID,
+        "fsGroup": RUNTIME_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return pod, container
+
+
+def desired_training_job(
+    *,
+    name: str,
+    namespace: str,
+    uid: str,
+    labels: dict[str, str],
+    spec: TrainingJobSpec,
+    output_uri: str,
+    fingerprint: str,
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    """The batch/v1 Job that runs one TrainingJob."""
+    training = spec.training
+    res = training.resources
+    job_labels = training_labels(name, labels, fingerprint)
+    claims: dict[str, bool] = {}  # claim -> read-only
+    data_claim, out_claim = pvc_claim(spec.dataset.uri), pvc_claim(output_uri)
+    if data_claim:
+        claims[data_claim[0]] = True
+    if out_claim:
+        claims[out_claim[0]] = False
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    for i, (claim, read_only) in enumerate(sorted(claims.items())):
+        volumes.append({"name": f"pvc-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}})
+        mounts.append({"name": f"pvc-{i}", "mountPath": f"{config.pvc_mount_root}/{claim}", "readOnly": read_only})
+    requests = {"cpu": str(res.cpu), "memory": str(res.memory)}
+    limits: dict[str, str] = {"memory": str(res.memory)}
+    if res.gpu > 0:
+        limits[res.gpu_resource] = str(res.gpu)  # extended resources: limit only, request defaults to it
+    pod_security, container_security = restricted_security()
+    trainer_spec = {
+        "framework": spec.framework,
+        "task": spec.task,
+        "dataset": spec.dataset.wire(),
+        "training": training.wire(),
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,  # results travel through the termination message
+        "enableServiceLinks": False,
+        "securityContext": pod_security,
+        "volumes": volumes,
+        "containers": [
+            {
+                "name": TRAINER_CONTAINER,
+                "image": config.trainer_image,
+                "command": ["python", "-m", "modelfleet.trainer"],
+                "args": ["--output-dir", local_path(output_uri, config.pvc_mount_root), "--output-uri", output_uri],
+                "env": [
+                    {"name": "MODELFLEET_TRAINING_SPEC", "value": json.dumps(trainer_spec, separators=(",", ":"))},
+                    {"name": "MODELFLEET_PVC_ROOT", "value": config.pvc_mount_root},
+                    {"name": "MODELFLEET_ALLOWED_ESTIMATORS", "value": ",".join(config.allowed_estimators)},
+                    {"name": "PYTHONUNBUFFERED", "value": "1"},
+                    {"name": "HOME", "value": "/tmp"},
+                ],
+                "resources": {"requests": requests, "limits": limits},
+                "volumeMounts": mounts,
+                "securityContext": container_security,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
+    }
+    if training.node_selector:
+        pod_spec["nodeSelector"] = dict(training.node_selector)
+    if training.tolerations:
+        pod_spec["tolerations"] = [t.wire() for t in training.tolerations]
+    if training.priority_class_name:
+        pod_spec["priorityClassName"] = training.priority_class_name
+    job_spec: dict[str, Any] = {
+        "backoffLimit": training.max_retries,
+        "activeDeadlineSeconds": max(1, int(parse_duration(training.timeout))),
+        "ttlSecondsAfterFinished": config.job_ttl_seconds,
+        "completions": 1,
+        "parallelism": 1,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": TRAINER_CONTAINER,
+                        "operator": "In",
+                        "values": [INVALID_INPUT_EXIT_CODE],
+                    },
+                },
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        },
+        "template": {
+            "metadata": {
+                "labels": dict(job_labels),
+                "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+            },
+            "spec": pod_spec,
+        },
+    }
+    metadata_labels = dict(job_labels)
+    if training.queue_name:
+        metadata_labels[KUEUE_QUEUE_LABEL] = training.queue_name
+        job_spec["suspend"] = True  # Kueue admits it by unsuspending; we never touch suspend again
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(name, fingerprint),
+            "namespace": namespace,
+            "labels": metadata_labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "TrainingJob",
+                    "name": name,
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": job_spec,
+    }

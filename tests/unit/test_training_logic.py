@@ -1,0 +1,397 @@
+"""Pure training rules: the Job builder, the fingerprint, TrainingJob status from the Job and its pods, caching and
+MLModel versions."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+from typing import Any
+
+import pytest
+
+from modelfleet.api.v1alpha1 import MLModel, TrainingJob
+from modelfleet.builders.training import (
+    KUEUE_QUEUE_LABEL,
+    desired_training_job,
+    job_name,
+    training_fingerprint,
+)
+from modelfleet.config import OperatorConfig
+from modelfleet.reconcilers.common import parse
+from modelfleet.reconcilers.mlmodel import plan_mlmodel, promotion
+from modelfleet.reconcilers.trainingjob import TrainingObservation, find_cache_source, plan_trainingjob
+from modelfleet.status.conditions import get_condition
+from tests.samples import sample
+
+T0 = datetime.datetime(2026, 11, 1, 12, 0, tzinfo=datetime.UTC)
+CFG = OperatorConfig()
+
+
+def tj(name: str = "demand-v1", **spec_changes: Any) -> TrainingJob:
+    doc = sample("MLModel", "demand-forecast")
+    spec = {k: doc["spec"][k] for k in ("framework", "task", "dataset", "training")}
+    spec["output"] = {"uri": "pvc://model-store/demand/v1"}
+    spec.update(spec_changes)
+    return parse(
+        TrainingJob,
+        {
+            "metadata": {
+                "name": name,
+                "namespace": "ml",
+                "uid": "u-1",
+                "generation": 1,
+                "labels": {"modelfleet.io/team": "supply-chain"},
+            },
+            "spec": spec,
+        },
+    )
+
+
+def build(t: TrainingJob) -> dict[str, Any]:
+    return desired_training_job(
+        name="demand-v1",
+        namespace="ml",
+        uid="u-1",
+        labels={"modelfleet.io/team": "sc"},
+        spec=t.spec,
+        output_uri=t.spec.output.uri,
+        fingerprint="a" * 64,  # type: ignore[union-attr]
+        config=CFG,
+    )
+
+
+def test_gpu_request_is_a_whole_limit_of_the_configured_resource() -> None:
+    job = build(tj())
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "nvidia.com/gpu" not in container["resources"]["requests"]
+    t = tj()
+    t.spec.training.resources.gpu_resource = "nvidia.com/mig-1g.10gb"
+    assert build(t)["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/mig-1g.10gb"] == "1"
+
+
+def test_kueue_queue_label_and_suspend() -> None:
+    job = build(tj())
+    assert job["metadata"]["labels"][KUEUE_QUEUE_LABEL] == "team-supply-chain"
+    assert job["spec"]["suspend"] is True
+    t = tj()
+    t.spec.training.queue_name = None
+    unqueued = build(t)
+    assert KUEUE_QUEUE_LABEL not in unqueued["metadata"]["labels"] and "suspend" not in unqueued["spec"]
+
+
+def test_placement_and_limits() -> None:
+    pod = build(tj())["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["priorityClassName"] == "batch-low"
+    job = build(tj())["spec"]
+    assert (job["backoffLimit"], job["activeDeadlineSeconds"], job["ttlSecondsAfterFinished"]) == (2, 14400, 86400)
+    assert job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2]
+
+
+def test_pod_passes_the_restricted_pod_security_standard() -> None:
+    pod = build(tj())["spec"]["template"]["spec"]
+    c = pod["containers"][0]["securityContext"]
+    assert (
+        pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    )
+    assert c["allowPrivilegeEscalation"] is False and c["capabilities"]["drop"] == ["ALL"]
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+    assert pod["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_volumes_follow_pvc_uris_and_the_spec_reaches_the_trainer() -> None:
+    t = tj(dataset={**sample("MLModel", "demand-forecast")["spec"]["dataset"], "uri": "pvc://datasets/w.parquet"})
+    pod = build(t)["spec"]["template"]["spec"]
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]: v["persistentVolumeClaim"]["readOnly"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert claims == {"datasets": True, "model-store": False}
+    args = pod["containers"][0]["args"]
+    assert args == ["--output-dir", "/mnt/pvc/model-store/demand/v1", "--output-uri", "pvc://model-store/demand/v1"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert json.loads(env["MODELFLEET_TRAINING_SPEC"])["dataset"]["uri"] == "pvc://datasets/w.parquet"
+
+
+def test_names_are_deterministic_and_bounded() -> None:
+    assert build(tj())["metadata"]["name"] == build(tj())["metadata"]["name"] == job_name("demand-v1", "a" * 64)
+    long = job_name("x" * 200, "b" * 64)
+    assert len(long) <= 63 and long.endswith("-bbbbbbbbbb")
+    assert build(tj())["metadata"]["ownerReferences"][0]["controller"] is True
+
+
+def test_fingerprint_covers_what_changes_the_result_and_nothing_else() -> None:
+    base = tj()
+    fp = lambda t, image="img", salt="": training_fingerprint(  # noqa: E731
+        t.spec.framework, t.spec.task, t.spec.dataset, t.spec.training, image, salt
+    )
+    same = copy.deepcopy(base)
+    same.spec.training.resources.gpu, same.spec.training.queue_name, same.spec.training.timeout = 4, None, "9h"
+    assert fp(base) == fp(same)
+    for mutate in (
+        lambda t: t.spec.training.hyperparameters.update(epochs=1),
+        lambda t: setattr(t.spec.dataset, "version", "2"),
+        lambda t: setattr(t.spec.dataset, "uri", "s3://other/x.parquet"),
+        lambda t: setattr(t.spec.training.validation, "split", 0.3),
+    ):
+        changed = copy.deepcopy(base)
+        mutate(changed)
+        assert fp(changed) != fp(base)
+    assert fp(base, image="other") != fp(base) and fp(base, salt="drift-1") != fp(base)
+
+
+def job(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "demand-v1-aaaa", "labels": {}}, "spec": {}, "status": status}
+
+
+def pod(phase: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "p", "creationTimestamp": "2026-11-01T11:00:00Z"},
+        "spec": {"nodeName": "n1"},
+        "status": {"phase": phase, **extra},
+    }
+
+
+def plan(obs: TrainingObservation, t: TrainingJob | None = None) -> Any:
+    return plan_trainingjob(
+        t or tj(), obs, fingerprint="a" * 64, name_of_job="demand-v1-aaaa", generation=1, config=CFG, now=T0
+    )
+
+
+def cond(status: Any, ctype: str) -> tuple[str, str]:
+    c = get_condition(status.conditions, ctype)
+    assert c is not None
+    return c.status, c.reason
+
+
+def test_no_job_yet_creates_one() -> None:
+    p = plan(TrainingObservation(job=None))
+    assert p.create_job and p.status.job_name == "demand-v1-aaaa" and p.status.phase == "Pending"
+    assert [e.reason for e in p.events] == ["TrainingStarted"]
+
+
+def test_suspended_job_is_queued_for_kueue() -> None:
+    j = job()
+    j["spec"]["suspend"] = True
+    j["metadata"]["labels"][KUEUE_QUEUE_LABEL] = "q"
+    p = plan(TrainingObservation(job=j))
+    assert cond(p.status, "Queued") == ("True", "AwaitingAdmission") and p.status.phase == "Queued"
+
+
+def test_unschedulable_pod_is_queued_then_fails_after_the_timeout() -> None:
+    unsched = pod(
+        "Pending",
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes: 3 Insufficient nvidia.com/gpu",
+                "lastTransitionTime": "2026-11-01T11:58:00Z",
+            }
+        ],
+    )
+    p = plan(TrainingObservation(job=job(active=1), pods=[unsched]))
+    assert cond(p.status, "Queued") == ("True", "Unschedulable") and not p.delete_job
+    assert [e.reason for e in p.events] == ["Unschedulable"]
+    unsched["status"]["conditions"][0]["lastTransitionTime"] = "2026-11-01T11:40:00Z"
+    p = plan(TrainingObservation(job=job(active=1), pods=[unsched]))
+    assert cond(p.status, "Failed") == ("True", "Unschedulable") and p.delete_job
+
+
+def test_success_parses_the_result_and_accounts_gpu_seconds() -> None:
+    result = {
+        "metrics": {"rmse": 1.5},
+        "artifactUri": "pvc://s/v1",
+        "artifactDigest": "sha256:x",
+        "rows": 10,
+        "datasetDigest": "sha256:d",
+        "durationSeconds": 3.0,
+    }
+    done = pod(
+        "Succeeded",
+        containerStatuses=[
+            {"name": "trainer", "state": {"terminated": {"exitCode": 0, "message": json.dumps(result)}}}
+        ],
+    )
+    j = job(
+        startTime="2026-11-01T11:50:00Z",
+        completionTime="2026-11-01T11:55:00Z",
+        succeeded=1,
+        conditions=[{"type": "Complete", "status": "True"}],
+    )
+    p = plan(TrainingObservation(job=j, pods=[done]))
+    assert cond(p.status, "Succeeded") == ("True", "Trained") and cond(p.status, "Ready")[0] == "True"
+    assert p.status.result and p.status.result.metrics == {"rmse": 1.5}
+    assert p.status.gpu_seconds == 300.0  # 5 minutes x 1 GPU
+    assert p.status.phase == "Succeeded" and p.events[-1].reason == "Succeeded"
+
+
+@pytest.mark.parametrize(
+    ("job_reason", "terminated", "reason", "text"),
+    [
+        (
+            "PodFailurePolicy",
+            {"exitCode": 2, "message": '{"error":"dataset has no target column \'y\'"}'},
+            "TrainingError",
+            "no target column",
+        ),
+        ("BackoffLimitExceeded", {"exitCode": 137, "reason": "OOMKilled"}, "OOMKilled", "out of memory"),
+        ("DeadlineExceeded", {}, "DeadlineExceeded", "timeout"),
+    ],
+)
+def test_failures_carry_the_most_specific_reason(
+    job_reason: str, terminated: dict[str, Any], reason: str, text: str
+) -> None:
+    failed = pod("Failed", containerStatuses=[{"name": "trainer", "state": {"terminated": terminated}}])
+    j = job(failed=1, conditions=[{"type": "Failed", "status": "True", "reason": job_reason, "message": "m"}])
+    p = plan(TrainingObservation(job=j, pods=[failed]))
+    status, got = cond(p.status, "Failed")
+    assert (status, got) == ("True", reason)
+    assert text in get_condition(p.status.conditions, "Failed").message  # type: ignore[union-attr]
+
+
+def test_a_finished_run_never_changes() -> None:
+    t = tj()
+    t.status = plan(TrainingObservation(job=job(failed=1, conditions=[{"type": "Failed", "status": "True"}]))).status
+    again = plan(TrainingObservation(job=None), t)
+    assert again.status == t.status.model_copy(update={"observed_generation": 1}) and not again.create_job
+
+
+def succeeded_tj(name: str, fingerprint: str, created: str, uri: str = "pvc://s/v1") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "creationTimestamp": created},
+        "status": {
+            "fingerprint": fingerprint,
+            "conditions": [{"type": "Succeeded", "status": "True"}],
+            "result": {"metrics": {"r2": 0.5}, "artifactUri": uri, "artifactDigest": "sha256:x"},
+        },
+    }
+
+
+def test_cache_hit_reuses_the_oldest_run_whose_artifact_exists() -> None:
+    cands = [
+        succeeded_tj("b", "fp", "2026-02-01"),
+        succeeded_tj("a", "fp", "2026-01-01", "pvc://gone"),
+        succeeded_tj("c", "other", "2025-01-01"),
+    ]
+    src = find_cache_source(cands, "fp", "me", lambda uri: uri != "pvc://gone")
+    assert src and src["metadata"]["name"] == "b"
+    assert find_cache_source(cands, "fp", "me", lambda uri: None)["metadata"]["name"] == "a"  # type: ignore[index]
+    p = plan(TrainingObservation(job=None, cache_source=src))
+    assert not p.create_job and p.status.cached_from == "b" and cond(p.status, "CacheHit") == ("True", "CacheHit")
+    assert cond(p.status, "Succeeded")[0] == "True" and p.status.job_name is None
+
+
+def mlmodel(**spec: Any) -> MLModel:
+    doc = sample("MLModel", "fraud-detector")
+    doc["metadata"].update(namespace="ml", uid="m-1", generation=1)
+    doc["spec"].update(spec)
+    return parse(MLModel, doc)
+
+
+def owned_tj(
+    number: int,
+    fp: str,
+    succeeded: bool | None,
+    metrics: dict[str, float] | None = None,
+    dataset_version: str = "2026-11",
+) -> dict[str, Any]:
+    conds = (
+        []
+        if succeeded is None
+        else [
+            {
+                "type": "Succeeded" if succeeded else "Failed",
+                "status": "True",
+                "reason": "TrainingError",
+                "message": "boom",
+            }
+        ]
+    )
+    st: dict[str, Any] = {"conditions": conds, "fingerprint": fp}
+    if succeeded:
+        st["result"] = {
+            "metrics": metrics or {"roc_auc": 0.9},
+            "artifactUri": f"pvc://s/v{number}",
+            "artifactDigest": "sha256:d",
+        }
+        st["completionTime"] = "2026-11-01T12:00:00Z"
+    return {
+        "metadata": {
+            "name": f"fraud-detector-v{number}",
+            "labels": {"modelfleet.io/version": str(number), "modelfleet.io/fingerprint": fp[:40]},
+        },
+        "spec": {"reason": "initial", "dataset": {"version": dataset_version}},
+        "status": st,
+    }
+
+
+def mplan(m: MLModel, tjs: list[dict[str, Any]], fp: str = "f" * 64) -> Any:
+    return plan_mlmodel(m, tjs, fingerprint=fp, generation=1, config=CFG, now=T0)
+
+
+def test_first_version_is_requested_then_recorded() -> None:
+    m = mlmodel()
+    first = mplan(m, [])
+    assert first.create["metadata"]["name"] == "fraud-detector-v1" and first.create["spec"]["reason"] == "initial"
+    assert first.create["metadata"]["ownerReferences"][0]["uid"] == "m-1"
+    assert first.create["spec"]["output"]["uri"] == "pvc://modelfleet-artifacts/ml/fraud-detector/v1"
+    m.status = first.status
+    done = mplan(m, [owned_tj(1, "f" * 64, True)])
+    assert done.create is None and done.status.latest_version.number == 1
+    assert cond(done.status, "Trained") == ("True", "Trained")
+    assert [e.reason for e in done.events] == ["VersionTrained"]
+
+
+def test_at_most_one_active_run_and_serving_edits_never_retrain() -> None:
+    m = mlmodel()
+    assert mplan(m, [owned_tj(1, "e" * 64, None)], fp="f" * 64).create is None  # v1 still running
+    m.status = mplan(m, [owned_tj(1, "f" * 64, True)]).status
+    m.spec.serving.max_replicas = 7  # not part of the fingerprint: same fp, no new run
+    assert mplan(m, [owned_tj(1, "f" * 64, True)]).create is None
+
+
+def test_dataset_version_change_retrains_with_reason_dataset() -> None:
+    m = mlmodel()
+    m.status = mplan(m, [owned_tj(1, "e" * 64, True, dataset_version="2026-10")], fp="e" * 64).status
+    nxt = mplan(m, [owned_tj(1, "e" * 64, True, dataset_version="2026-10")], fp="f" * 64)
+    assert nxt.create["metadata"]["name"] == "fraud-detector-v2" and nxt.create["spec"]["reason"] == "dataset"
+
+
+def test_failed_run_keeps_the_previous_version_and_is_reported_once() -> None:
+    m = mlmodel()
+    tjs = [owned_tj(1, "e" * 64, True), owned_tj(2, "f" * 64, False)]
+    first = mplan(m, tjs)
+    assert first.status.latest_version.number == 1 and first.create is None
+    assert [e.reason for e in first.events] == ["VersionTrained", "TrainingFailed"]
+    assert "keeps version 1" in first.events[1].message
+    m.status = first.status
+    assert mplan(m, tjs).events == []  # nothing new to say
+
+
+def test_low_scoring_version_is_recorded_but_not_promotable() -> None:
+    m = mlmodel()  # the sample asks roc_auc >= 0.85
+    p = mplan(m, [owned_tj(1, "f" * 64, True, {"roc_auc": 0.7})])
+    assert p.status.latest_version.promotable is False
+    assert [e.reason for e in p.events] == ["VersionTrained", "NotPromoted"]
+    assert (
+        promotion(
+            {"rmse": 3.0},
+            "regression",
+            mlmodel().spec.training.validation.model_copy(update={"metric": "rmse", "min_score": 5.0}),
+        )[0]
+        is True
+    )  # lower is better
+
+
+def test_high_risk_versions_wait_for_approval_with_the_command_to_give_it() -> None:
+    m = mlmodel(riskClass="high")
+    p = mplan(m, [owned_tj(1, "f" * 64, True)])
+    approved = get_condition(p.status.conditions, "Approved")
+    assert approved and (approved.status, approved.reason) == ("False", "AwaitingApproval")
+    assert '"approvedVersion":1' in approved.message
