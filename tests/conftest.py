@@ -88,3 +88,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
                 report.sections.append((f"{component} log (end)", text))
         for log in OPERATOR_LOGS[-1:]:
             report.sections.append(("operator log (end)", tail(log, 40)))
+
+
+from tests.crd_fixture import crds  # noqa: E402,F401  (session fixture shared by integration and e2e tests)

@@ -95,7 +95,7 @@ OPERATOR_LOGS: list[Path] = []
 class OperatorProcess:
     """`modelfleet operator run` as a subprocess against the test cluster."""
 
-    def __init__(self, kubeconfig: Path, log: Path, *extra: str) -> None:
+    def __init__(self, kubeconfig: Path, log: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         import socket
 
         def port() -> int:
@@ -103,7 +103,7 @@ class OperatorProcess:
                 s.bind(("127.0.0.1", 0))
                 return int(s.getsockname()[1])
 
-        self.kubeconfig, self.log, self.extra = kubeconfig, log, extra
+        self.kubeconfig, self.log, self.extra, self.env = kubeconfig, log, extra, env or {}
         self.metrics_port, self.health_port = port(), port()
         self.proc: subprocess.Popen[bytes] | None = None
         OPERATOR_LOGS.append(log)
@@ -112,7 +112,7 @@ class OperatorProcess:
         import os
         import sys
 
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MODELFLEET_POLL_SECONDS": "1", **self.env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -129,8 +129,16 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        wait_for(lambda: self.metrics() is not None, 60, "the operator's metrics endpoint")
+        wait_for(
+            lambda: self.metrics() is not None or self.proc.poll() is not None,
+            60,  # type: ignore[union-attr]
+            "the operator's metrics endpoint",
+        )
         return self
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -312,14 +312,14 @@ spec:
         - {{name: cfg, mountPath: /etc/model}}
         - {{name: sec, mountPath: /var/secrets, readOnly: true}}
         - {{name: data, mountPath: /artifacts}}
-        - {{name: scratch, mountPath: /scratch}}
+        - {{name: scratch, mountPath: /tmp}}
         command: [sh, -c]
         args:
         - |
           set -e
-          echo "$GREETING" > /scratch/out
+          echo "$GREETING" > /tmp/out
           echo "first run" > /artifacts/model.txt
-          printf '%s|%s|%s|%s|%s' "$(cat /scratch/out)" "$TOKEN" "$POD_NS" "$(cat /etc/model/config.yaml)" \\
+          printf '%s|%s|%s|%s|%s' "$(cat /tmp/out)" "$TOKEN" "$POD_NS" "$(cat /etc/model/config.yaml)" \\
             "$(cat /var/secrets/token)" > /dev/termination-log
 ---
 apiVersion: batch/v1
@@ -344,7 +344,8 @@ spec:
     read = _pod(kube, namespace, selector="job-name=reader")["status"]["containerStatuses"][0]["state"]["terminated"]
     assert read["message"].strip() == "first run"
     assert kube.get("pvc", "artifacts", namespace)["status"]["phase"] == "Bound"  # type: ignore[index]
-    # Nothing leaked onto the host's paths: the mounts were private to the container.
+    # An emptyDir on /tmp did not hide the claim's directory (which lives under /tmp in this test session), and
+    # nothing leaked onto the host's paths: the mounts were private to the container.
     assert not Path("/artifacts/model.txt").exists()
 
 

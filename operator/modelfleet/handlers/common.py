@@ -72,7 +72,7 @@ def reconciling(kind: str, body: kopf.Body, patch: kopf.Patch, now: Any) -> Iter
     except InvalidSpec as e:
         result = "invalid"
         if _mark_invalid(kind, body, patch, str(e), now):
-            kopf.warn(body, reason="InvalidSpec", message=str(e))
+            kopf.event(body, type="Warning", reason="InvalidSpec", message=str(e)[:1024])
         raise kopf.PermanentError(str(e)) from e
     except DependencyNotReady as e:
         result = "retry"
@@ -108,7 +108,8 @@ def run_reconcile(
         outcome = out if isinstance(out, Outcome) else Outcome(out)
         write_status_if_changed(patch, raw.get("status"), outcome.status.wire())
         for event in outcome.events:
-            (kopf.info if event.type == "Normal" else kopf.warn)(body, reason=event.reason, message=event.message)
+            # kopf.event, not kopf.info: decisions are posted whatever the level set for handler log lines.
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
 
 
 def is_finished(body: kopf.Body, *condition_types: str) -> bool:

@@ -19,6 +19,15 @@ FALLBACK_LOG_BYTES = 2048
 FALLBACK_LOG_LINES = 80
 
 
+def keep_visible(workdir: Path) -> list[str]:
+    """What a container process needs to see whatever its volumes cover: the Python environment and interpreter,
+    the project's sources (editable installs) and its pod's directory."""
+    import modelfleet
+
+    sources = str(Path(modelfleet.__file__).resolve().parents[1])
+    return sorted({sys.prefix, sys.base_prefix, sources, str(workdir.parent.parent)})
+
+
 class ContainerProcess:
     """A started container; stdout/stderr go to `log_path` (appended across restarts)."""
 
@@ -46,6 +55,7 @@ class ContainerProcess:
             "mounts": mounts,
             "cwd": cwd,
             "start_error": str(self.start_error_path),
+            "keep_visible": keep_visible(self.workdir),
         }
         spec_path = self.workdir / "sandbox.json"
         spec_path.write_text(json.dumps(spec))
@@ -77,7 +87,7 @@ class ContainerProcess:
         if exit_code != START_ERROR_EXIT:
             return None
         try:
-            return self.start_error_path.read_text()
+            return self.start_error_path.read_text() or None
         except OSError:
             return None
 

@@ -26,8 +26,14 @@ MS_PRIVATE = 0x40000
 START_ERROR_EXIT = 128
 
 
+_error_fd: int | None = None  # opened before any mount can hide the file
+
+
 def _fail(spec: dict, message: str) -> None:
-    Path(spec["start_error"]).write_text(message)
+    if _error_fd is not None:
+        os.write(_error_fd, message.encode())
+    else:
+        Path(spec["start_error"]).write_text(message)
     os._exit(START_ERROR_EXIT)
 
 
@@ -42,25 +48,44 @@ def enter_mounts(spec: dict) -> None:
     if libc.unshare(CLONE_NEWNS) != 0:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed: the executor needs root for volume mounts")
     _mount(libc, None, "/", MS_REC | MS_PRIVATE)  # our mounts must not leak back to the host
-    for m in spec["mounts"]:
-        src, dst = m["source"], m["target"]
-        if os.path.isdir(src):
+    # Open every source before mounting anything: a mount (an emptyDir on /tmp, say) may hide a later source.
+    # Mounting from /proc/self/fd/N then reaches the opened file or directory whatever was mounted since.
+    mounts = sorted(spec["mounts"], key=lambda m: m["target"].count("/"))  # parents before children
+    opened = [(os.open(m["source"], os.O_PATH | os.O_CLOEXEC), os.path.isdir(m["source"]), m) for m in mounts]
+    # Paths the process itself needs (the Python environment, the project's sources, the pod's directory) are
+    # bound back when a mount covers them: a container image would have them in its own root filesystem.
+    keep = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p in spec.get("keep_visible", []) if os.path.exists(p)}
+    for fd, is_dir, m in opened:
+        dst = m["target"]
+        if is_dir:
+            if os.path.isfile(dst) and os.path.getsize(dst) == 0:
+                os.unlink(dst)  # a stale empty placeholder from a file mount at this path
             os.makedirs(dst, exist_ok=True)
         else:
             os.makedirs(os.path.dirname(dst) or "/", exist_ok=True)
             if not os.path.exists(dst):
                 open(dst, "a").close()
-        _mount(libc, src, dst, MS_BIND | MS_REC)
+        _mount(libc, f"/proc/self/fd/{fd}", dst, MS_BIND | MS_REC)
         if m.get("read_only"):
             _mount(libc, None, dst, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+        os.close(fd)
+        prefix = dst.rstrip("/") + "/"
+        for path, keep_fd in keep.items():
+            if path.startswith(prefix):
+                os.makedirs(path, exist_ok=True)
+                _mount(libc, f"/proc/self/fd/{keep_fd}", path, MS_BIND | MS_REC)
 
 
 def main() -> None:
+    global _error_fd
     spec = json.loads(Path(sys.argv[1]).read_text())
     try:
+        _error_fd = os.open(spec["start_error"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        cwd_fd = os.open(spec["cwd"], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         if spec["mounts"]:
             enter_mounts(spec)
-        os.chdir(spec["cwd"])
+        os.fchdir(cwd_fd)
+        os.close(cwd_fd)
     except OSError as e:
         _fail(spec, f"failed to create container: {e}")
     argv, env = spec["argv"], spec["env"]

@@ -1,4 +1,4 @@
-"""Fixtures for tests that need the ModelFleet CRDs installed."""
+"""The ModelFleet CRDs installed once per session (for integration and end-to-end tests)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from tests.support import Kube
 
-CRDS = Path(__file__).resolve().parents[2] / "crds"
+CRDS = Path(__file__).resolve().parents[1] / "crds"
 
 
 @pytest.fixture(scope="session")
