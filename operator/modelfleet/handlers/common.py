@@ -116,3 +116,12 @@ def is_finished(body: kopf.Body, *condition_types: str) -> bool:
     """True when one of the conditions is True (a timer's cheap early exit, from the body alone)."""
     conditions = (body.get("status") or {}).get("conditions") or []
     return any(c.get("type") in condition_types and c.get("status") == "True" for c in conditions)
+
+
+def is_invalid_for_this_generation(body: kopf.Body) -> bool:
+    """Judged InvalidSpec for the current spec: timers leave it alone until the spec changes (no retry storm)."""
+    status = body.get("status") or {}
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return ready.get("reason") == "InvalidSpec" and status.get("observedGeneration") == body.get("metadata", {}).get(
+        "generation"
+    )

@@ -9,7 +9,7 @@ import kopf
 
 from modelfleet.api.v1alpha1 import GROUP, VERSION, MLModel
 from modelfleet.config import OperatorConfig
-from modelfleet.handlers.common import run_reconcile
+from modelfleet.handlers.common import is_invalid_for_this_generation, run_reconcile
 from modelfleet.reconcilers.mlmodel import reconcile_mlmodel
 
 POLL_SECONDS = OperatorConfig.from_env().poll_seconds
@@ -28,4 +28,6 @@ def mlmodel_reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: 
 
 @kopf.timer(GROUP, VERSION, "mlmodels", interval=POLL_SECONDS, initial_delay=POLL_SECONDS)
 def mlmodel_follow(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    if is_invalid_for_this_generation(body):
+        return
     run_reconcile("MLModel", MLModel, _reconcile, body, patch, memo)

@@ -9,7 +9,7 @@ import kopf
 
 from modelfleet.api.v1alpha1 import GROUP, VERSION, TrainingJob
 from modelfleet.config import OperatorConfig
-from modelfleet.handlers.common import is_finished, run_reconcile
+from modelfleet.handlers.common import is_finished, is_invalid_for_this_generation, run_reconcile
 from modelfleet.reconcilers.trainingjob import reconcile_trainingjob
 
 POLL_SECONDS = OperatorConfig.from_env().poll_seconds
@@ -27,6 +27,6 @@ def trainingjob_reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
 
 @kopf.timer(GROUP, VERSION, "trainingjobs", interval=POLL_SECONDS, initial_delay=POLL_SECONDS)
 def trainingjob_follow(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    if is_finished(body, "Succeeded", "Failed"):
+    if is_finished(body, "Succeeded", "Failed") or is_invalid_for_this_generation(body):
         return
     run_reconcile("TrainingJob", TrainingJob, _reconcile, body, patch, memo)
