@@ -29,8 +29,8 @@ manifests: $(STAMPS)/venv
 	$(PY) -m modelfleet.api.crdgen $(CRD_DIRS)
 
 lint: $(STAMPS)/venv
-	$(VENV)/bin/ruff check operator tests hack
-	$(VENV)/bin/ruff format --check operator tests hack
+	$(VENV)/bin/ruff check operator tests hack bench
+	$(VENV)/bin/ruff format --check operator tests hack bench
 	$(VENV)/bin/mypy
 
 # Fails when the committed CRDs differ from what the models generate, or on lint and type errors.

@@ -1,20 +1,32 @@
-"""The README's demo: brings up the local control plane and shows real work on it.
+"""The README's demo: the local control plane, the operator, and a model trained for real.
 
-Today it runs a web server on the local executor node (a real process answering through its pod IP), a GPU training
-Job on the simulated GPU nodes, and a request for more GPUs than exist (what a cluster autoscaler would see).
-Later stages grow it into the whole ModelFleet story (train, serve, drift, retrain).
+1. bring up the local control plane (etcd, API server, controllers, scheduler, KWOK GPU nodes, the local executor);
+2. install the CRDs and start the operator;
+3. put a real dataset (breast cancer, bundled with scikit-learn) on a volume and apply an MLModel: the operator
+   creates a TrainingJob, the Job's pod runs the real trainer on the executor node, version 1 lands in status;
+4. apply the same training again as a TrainingJob: a cache hit, no second Job;
+5. a PyTorch TrainingJob asking for one GPU is scheduled to a simulated GPU node (KWOK does not run it);
+   one asking for 16 GPUs stays Queued/Unschedulable — what a cluster autoscaler acts on.
+Serving, drift and retraining come in later stages.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
-from modelfleet.devcluster import ClusterConfig, DevCluster, SetupError, default_state_dir
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.datasets import feature_spec, write  # noqa: E402
+
+from modelfleet.devcluster import ClusterConfig, DevCluster, SetupError, default_state_dir  # noqa: E402
 
 NS = "modelfleet-demo"
 T = TypeVar("T")
@@ -37,7 +49,7 @@ def wait(fn: Callable[[], T | None], timeout: float, what: str) -> T:
 
 def main() -> int:
     cluster = DevCluster(ClusterConfig(state_dir=default_state_dir()))
-    say("1/4 bringing up the local control plane (etcd, kube-apiserver, controllers, scheduler, KWOK, executor)")
+    say("1/5 bringing up the local control plane (etcd, kube-apiserver, controllers, scheduler, KWOK, executor)")
     try:
         cluster.up(progress=lambda m: say(f"     {m}"))
     except SetupError as e:
@@ -54,136 +66,168 @@ def main() -> int:
     def cond(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
         return next((c for c in obj.get("status", {}).get("conditions") or [] if c["type"] == ctype), {})
 
+    def apply(obj: dict[str, Any]) -> None:
+        kubectl("apply", "-n", NS, "-f", "-", input=json.dumps(obj))
+
+    say("2/5 installing the CRDs and starting the operator")
+    kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=modelfleet")
     cluster.kubectl("delete", "namespace", NS, "--wait=true", "--timeout=120s", check=False)
     kubectl("create", "namespace", NS)
     wait(lambda: cluster.kubectl("get", "sa", "default", "-n", NS, check=False).returncode == 0, 60, "namespace")
-
-    say("2/4 a Deployment whose pod runs as a real process on the local executor node")
-    kubectl(
-        "apply",
-        "-n",
-        NS,
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": "hello"},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": {"app": "hello"}},
-                    "template": {
-                        "metadata": {"labels": {"app": "hello"}},
-                        "spec": {
-                            "containers": [
-                                {
-                                    "name": "web",
-                                    "image": "python:3.11-slim",
-                                    "command": ["python", "-m", "http.server", "8080", "--bind", "$(POD_IP)"],
-                                    "env": [
-                                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
-                                    ],
-                                    "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
-                                }
-                            ]
-                        },
-                    },
-                },
-            }
-        ),
+    log = cluster.state_dir / "logs" / "operator.log"
+    operator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "modelfleet",
+            "operator",
+            "run",
+            "--namespace",
+            NS,
+            "--metrics-port=0",
+            "--health-port=0",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELFLEET_POLL_SECONDS": "1"},
     )
-    wait(lambda: cond(get("deployment", "hello"), "Available").get("status") == "True", 120, "Deployment Available")
-    pod = json.loads(kubectl("get", "pods", "-n", NS, "-l", "app=hello", "-o", "json"))["items"][0]
-    ip = pod["status"]["podIP"]
-    with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as resp:
+    say(f"     operator running (log: {log})")
+    try:
+        say("3/5 a scikit-learn MLModel on real data: the operator trains version 1 on the executor node")
+        dirs = {}
+        for claim in ("datasets", "model-store"):
+            apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": claim},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                }
+            )
+            pvc = wait(lambda c=claim: (p := get("pvc", c)) and p["status"].get("phase") == "Bound" and p, 60, claim)
+            dirs[claim] = Path(
+                json.loads(kubectl("get", "pv", pvc["spec"]["volumeName"], "-o", "json"))["spec"]["hostPath"]["path"]
+            )
+        write("breast_cancer", dirs["datasets"] / "breast_cancer.csv")
+        model = {
+            "apiVersion": "modelfleet.io/v1alpha1",
+            "kind": "MLModel",
+            "metadata": {"name": "tumour-classifier"},
+            "spec": {
+                "owner": {"team": "oncology-ml", "contact": "oncology-ml@example.com"},
+                "riskClass": "limited",
+                "framework": "sklearn",
+                "task": "classification",
+                "dataset": {
+                    "uri": "pvc://datasets/breast_cancer.csv",
+                    "target": "target",
+                    "features": feature_spec("breast_cancer"),
+                },
+                "training": {
+                    "estimator": "sklearn.ensemble.RandomForestClassifier",
+                    "hyperparameters": {"n_estimators": 100, "max_depth": 8},
+                    "validation": {"metric": "roc_auc", "minScore": 0.9},
+                },
+                "artifacts": {"uri": "pvc://model-store/tumour-classifier"},
+            },
+        }
+        apply(model)
+        tj = wait(lambda: get("tj", "tumour-classifier-v1") or None, 60, "the TrainingJob")
+        say(f"     TrainingJob {tj['metadata']['name']} created (reason: {tj['spec']['reason']})")
+        running = wait(
+            lambda: (t := get("tj", "tumour-classifier-v1")) and t.get("status", {}).get("jobName") and t, 60, "the Job"
+        )
+        say(f"     Job {running['status']['jobName']} runs python -m modelfleet.trainer on the executor node")
+        trained = wait(
+            lambda: (m := get("mlm", "tumour-classifier")) and m.get("status", {}).get("latestVersion") and m,
+            300,
+            "version 1",
+        )
+        v1 = trained["status"]["latestVersion"]
+        metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted(v1["metrics"].items()))
+        say(f"     version {v1['number']} trained: {metrics}")
         say(
-            f"     Deployment Available; pod {pod['metadata']['name']} on node {pod['spec']['nodeName']} "
-            f"answers HTTP {resp.status} at {ip}:8080"
+            f"     artifact {v1['artifactUri']} ({v1['artifactDigest'][:19]}...), dataset {v1['datasetDigest'][:19]}..."
         )
 
-    say("3/4 a training Job asking for one GPU lands on a simulated GPU node")
-    kubectl(
-        "apply",
-        "-n",
-        NS,
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "metadata": {"name": "train-on-gpu"},
-                "spec": {
-                    "template": {
-                        "spec": {
-                            "restartPolicy": "Never",
+        say("4/5 the same training spec as a TrainingJob of its own: a cache hit, no second Job")
+        again = {
+            "apiVersion": "modelfleet.io/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "rerun"},
+            "spec": {
+                **{
+                    k: get("tj", "tumour-classifier-v1")["spec"][k]
+                    for k in ("framework", "task", "dataset", "training")
+                },
+                "output": {"uri": "pvc://model-store/rerun"},
+            },
+        }
+        apply(again)
+        hit = wait(
+            lambda: (t := get("tj", "rerun")) and cond(t, "Succeeded").get("status") == "True" and t,
+            60,
+            "the cache hit",
+        )
+        say(f"     {cond(hit, 'CacheHit').get('message')}")
+
+        say("5/5 GPU training on the simulated GPU nodes")
+        for name, gpus in (("gpu-train", 1), ("gpu-too-big", 16)):
+            apply(
+                {
+                    "apiVersion": "modelfleet.io/v1alpha1",
+                    "kind": "TrainingJob",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "framework": "pytorch",
+                        "task": "classification",
+                        "dataset": {
+                            "uri": "pvc://datasets/breast_cancer.csv",
+                            "target": "target",
+                            "features": feature_spec("breast_cancer"),
+                        },
+                        "training": {
+                            "estimator": "mlp",
+                            "resources": {"gpu": gpus, "memory": "8Gi"},
                             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                            "containers": [
-                                {
-                                    "name": "train",
-                                    "image": "modelfleet/trainer",
-                                    "command": ["python", "-m", "train"],
-                                    "resources": {"limits": {"nvidia.com/gpu": 1}},
-                                }
-                            ],
-                        }
-                    }
-                },
-            }
-        ),
-    )
-    wait(lambda: cond(get("job", "train-on-gpu"), "Complete").get("status") == "True", 120, "GPU Job Complete")
-    gpu_pod = json.loads(kubectl("get", "pods", "-n", NS, "-l", "job-name=train-on-gpu", "-o", "json"))["items"][0]
-    say(
-        f"     Job Complete on {gpu_pod['spec']['nodeName']} with limits "
-        f"{gpu_pod['spec']['containers'][0]['resources']['limits']}"
-    )
+                        },
+                        "output": {"uri": f"pvc://model-store/{name}"},
+                    },
+                }
+            )
 
-    say("4/4 a pod asking for 16 GPUs (no node has that many) stays Pending: the signal autoscalers act on")
-    kubectl(
-        "apply",
-        "-n",
-        NS,
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "too-big"},
-                "spec": {
-                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                    "containers": [
-                        {
-                            "name": "train",
-                            "image": "x",
-                            "command": ["true"],
-                            "resources": {"limits": {"nvidia.com/gpu": 16}},
-                        }
-                    ],
-                },
-            }
-        ),
-    )
-    sched = wait(
-        lambda: (c := cond(get("pod", "too-big"), "PodScheduled")).get("reason") == "Unschedulable" and c,
-        60,
-        "Unschedulable",
-    )
-    say(f"     PodScheduled=False/{sched['reason']}: {sched['message']}")
+        def gpu_pod() -> dict[str, Any] | None:
+            pods = json.loads(
+                kubectl("get", "pods", "-n", NS, "-l", "modelfleet.io/trainingjob=gpu-train", "-o", "json")
+            )["items"]
+            return pods[0] if pods and pods[0]["spec"].get("nodeName") else None
 
-    print()
-    print(
-        kubectl(
-            "get",
-            "nodes",
-            "-o",
-            "custom-columns=NODE:.metadata.name,GPUS:.status.allocatable.nvidia\\.com/gpu,"
-            "READY:.status.conditions[?(@.type=='Ready')].status",
+        pod = wait(gpu_pod, 60, "the GPU pod")
+        say(
+            f"     1 GPU: pod scheduled to {pod['spec']['nodeName']} with limits "
+            f"{pod['spec']['containers'][0]['resources']['limits']}"
         )
-    )
-    print(kubectl("get", "pods", "-n", NS, "-o", "wide"))
+        queued = wait(
+            lambda: (t := get("tj", "gpu-too-big")) and cond(t, "Queued").get("reason") == "Unschedulable" and t,
+            60,
+            "Unschedulable",
+        )
+        say(f"     16 GPUs: Queued/Unschedulable: {cond(queued, 'Queued')['message']}")
+        print()
+        print(kubectl("get", "mlm,tj", "-n", NS))
+        print(
+            kubectl(
+                "get",
+                "nodes",
+                "-o",
+                "custom-columns=NODE:.metadata.name,GPUS:.status.allocatable.nvidia"
+                "\\.com/gpu,READY:.status.conditions[?(@.type=='Ready')].status",
+            )
+        )
+    finally:
+        operator.terminate()
+        operator.wait(timeout=30)
     say(
         f"done. The cluster keeps running: export KUBECONFIG={cluster.kubeconfig}; "
         "stop it with `.venv/bin/modelfleet dev-cluster down`"

@@ -194,3 +194,55 @@ def test_numeric_feature_holding_text_is_named(tmp_path: Path) -> None:
         if f["name"] == "size_band":
             f["type"] = "numeric"
     assert "'size_band' is declared numeric but the column holds string" in _failure(tmp_path, training)
+
+
+def test_reads_a_dataset_over_https(tmp_path: Path) -> None:
+    """A real HTTPS server on loopback with a certificate made for the test, trusted through SSL_CERT_FILE."""
+    import http.server
+    import ssl
+    import threading
+
+    from modelfleet.devcluster.pki import ensure_pki
+
+    pki = ensure_pki(tmp_path / "pki")  # its serving certificate is valid for 127.0.0.1
+    write("breast_cancer", tmp_path / "www" / "bc.csv")
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "www"))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.serving_cert, pki.serving_key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        training = spec(
+            "breast_cancer", tmp_path / "unused.csv", "sklearn", "sklearn.linear_model.LogisticRegression", max_iter=300
+        )
+        training["dataset"]["uri"] = f"https://127.0.0.1:{server.server_address[1]}/bc.csv"
+        msg = tmp_path / "msg"
+        env = {**os.environ, "MODELFLEET_TRAINING_SPEC": json.dumps(training), "SSL_CERT_FILE": str(pki.ca_cert)}
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "modelfleet.trainer",
+                "--output-dir",
+                str(tmp_path / "a"),
+                "--termination-log",
+                str(msg),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        server.shutdown()
+    assert res.returncode == 0, res.stderr
+    assert json.loads(msg.read_text())["rows"] == 569
+
+
+def test_object_store_without_its_driver_says_what_to_install(tmp_path: Path) -> None:
+    training = spec("breast_cancer", tmp_path / "x.csv", "sklearn", "sklearn.linear_model.LogisticRegression")
+    training["dataset"]["uri"] = "s3://bucket/data.csv"
+    reason = _failure(tmp_path, training)
+    assert "s3:// needs fsspec" in reason

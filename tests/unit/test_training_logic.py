@@ -395,3 +395,27 @@ def test_high_risk_versions_wait_for_approval_with_the_command_to_give_it() -> N
     approved = get_condition(p.status.conditions, "Approved")
     assert approved and (approved.status, approved.reason) == ("False", "AwaitingApproval")
     assert '"approvedVersion":1' in approved.message
+
+
+def test_a_pod_that_cannot_pull_its_image_is_reported_then_failed() -> None:
+    stuck = pod(
+        "Pending",
+        containerStatuses=[
+            {
+                "name": "trainer",
+                "state": {
+                    "waiting": {
+                        "reason": "ImagePullBackOff",
+                        "message": 'Back-off pulling image "ghcr.io/x/trainer:nope"',
+                    }
+                },
+            }
+        ],
+    )
+    stuck["metadata"]["creationTimestamp"] = "2026-11-01T11:59:00Z"
+    p = plan(TrainingObservation(job=job(active=1), pods=[stuck]))
+    assert cond(p.status, "Queued") == ("True", "ImagePullBackOff") and not p.delete_job
+    stuck["metadata"]["creationTimestamp"] = "2026-11-01T11:00:00Z"
+    p = plan(TrainingObservation(job=job(active=1), pods=[stuck]))
+    assert cond(p.status, "Failed") == ("True", "ImagePullBackOff") and p.delete_job
+    assert "trainer:nope" in get_condition(p.status.conditions, "Failed").message  # type: ignore[union-attr]

@@ -61,6 +61,10 @@ def local_copy(uri: str, workdir: Path) -> Path:
         try:
             with fsspec.open(uri, "rb") as src, target.open("wb") as out:
                 shutil.copyfileobj(src, out)
+        except ImportError as e:  # fsspec is there, its driver for this scheme (s3fs, gcsfs) is not
+            raise TrainerError(
+                f"dataset {uri}: {scheme}:// needs fsspec and its {scheme} driver in the trainer image ({e})"
+            ) from e
         except Exception as e:  # fsspec drivers raise their own error types
             raise TrainerError(f"cannot read dataset {uri}: {e}") from e
         return target
