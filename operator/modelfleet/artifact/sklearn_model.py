@@ -30,7 +30,7 @@ def build_pipeline(estimator: Any, features: Sequence[tuple[str, str]]) -> Any:
     parts = []
     if numeric:
         parts.append(
-            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric)
+            ("numeric", Pipeline([("impute", SimpleImputer(strategy="mean")), ("scale", StandardScaler())]), numeric)
         )
     if categorical:
         parts.append(
