@@ -85,8 +85,7 @@ def train(
         # skops' type registry imports all of scikit-learn (and torch through its array-API shim): over a second.
         # Loading it on a second thread while the fit runs (scikit-learn's tree building releases the GIL) keeps
         # it off the critical path when the pod has more than one CPU.
-        threading.Thread(target=importlib.import_module, args=("skops.io",), daemon=True,
-                         name="prefetch-skops").start()
+        threading.Thread(target=importlib.import_module, args=("skops.io",), daemon=True, name="prefetch-skops").start()
         fit_sklearn(pipeline, as_matrix(train_cols, features), y_train)
         predictor = sklearn_model.SklearnPredictor(pipeline, features)
 

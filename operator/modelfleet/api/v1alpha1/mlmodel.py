@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from modelfleet.api.v1alpha1.common import ApiModel, Conditions, Duration, Name, Quantity, Timestamp, cel
-from modelfleet.api.v1alpha1.shared import TRAINING_RULES, Dataset, Framework, Task, Training
+from modelfleet.api.v1alpha1.shared import TRAINING_RULES, Dataset, Framework, StorageUri, Task, Training
 
 RiskClass = Literal["minimal", "limited", "high"]
 
@@ -66,15 +66,7 @@ class Serving(ApiModel):
 class Artifacts(ApiModel):
     """Where trained versions are stored."""
 
-    uri: str = Field(
-        min_length=6,
-        max_length=2048,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel("self.matches('^(pvc|s3|gs|file)://.+')", "must start with pvc://<claim>/, s3://, gs:// or file://")
-            ]
-        },
-    )
+    uri: StorageUri
     """Base location of the versions, e.g. pvc://model-store/fraud (defaults to the operator's setting)."""
 
 

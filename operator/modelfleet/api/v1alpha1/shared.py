@@ -18,6 +18,21 @@ Framework = Literal["sklearn", "pytorch"]
 Task = Literal["classification", "regression"]
 
 
+StorageUri = Annotated[
+    str,
+    Field(
+        min_length=6,
+        max_length=2048,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.matches('^(pvc|s3|gs|file)://.+')", "must start with pvc://<claim>/, s3://, gs:// or file://")
+            ]
+        },
+    ),
+]
+"""Where artifacts live: pvc://<claim>/<path>, s3://, gs:// or file://."""
+
+
 class Feature(ApiModel):
     """One input column of the model."""
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from modelfleet.api.v1alpha1.common import ApiModel, Conditions, LocalObjectReference, Timestamp, cel
-from modelfleet.api.v1alpha1.shared import TRAINING_RULES, Dataset, Framework, Task, Training
+from modelfleet.api.v1alpha1.shared import TRAINING_RULES, Dataset, Framework, StorageUri, Task, Training
 
 TrainingReason = Literal["initial", "spec-change", "dataset", "drift", "manual"]
 
@@ -15,15 +15,7 @@ TrainingReason = Literal["initial", "spec-change", "dataset", "drift", "manual"]
 class Output(ApiModel):
     """Where the artifact of this run goes."""
 
-    uri: str = Field(
-        min_length=6,
-        max_length=2048,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel("self.matches('^(pvc|s3|gs|file)://.+')", "must start with pvc://<claim>/, s3://, gs:// or file://")
-            ]
-        },
-    )
+    uri: StorageUri
     """Artifact location, e.g. pvc://model-store/fraud/v3."""
 
 
