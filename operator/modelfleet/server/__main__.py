@@ -1,0 +1,67 @@
+"""`python -m modelfleet.server --artifact DIR --model-name NAME [--expected-digest sha256:...]`.
+
+Verifies the artifact's digest before loading anything, refuses pickle-based files, loads within --load-timeout,
+then serves on --host:--port until SIGTERM, when it stops accepting connections and drains requests in flight."""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import logging
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from modelfleet.server.app import build_app
+from modelfleet.server.model import LoadError, load_model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m modelfleet.server", description=__doc__)
+    parser.add_argument("--artifact", type=Path, required=True, help="the artifact directory")
+    parser.add_argument("--model-name", required=True)
+    parser.add_argument("--model-version", default="")
+    parser.add_argument("--expected-digest", help="refuse the artifact unless its digest is exactly this")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    parser.add_argument("--load-timeout", type=float, default=120.0, help="seconds")
+    parser.add_argument("--drain-seconds", type=float, default=10.0, help="grace for requests in flight on SIGTERM")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(
+        load_model,
+        args.artifact,
+        name=args.model_name,
+        version=args.model_version,
+        expected_digest=args.expected_digest,
+    )
+    try:
+        model = future.result(timeout=args.load_timeout)
+    except LoadError as e:
+        print(f"modelfleet-server: error: {e}", file=sys.stderr)
+        return 2
+    except concurrent.futures.TimeoutError:
+        print(f"modelfleet-server: error: loading took longer than {args.load_timeout:.0f}s", file=sys.stderr)
+        return 2
+    pool.shutdown(wait=False)
+    print(
+        f"modelfleet-server: serving {model.name} version {model.version} ({model.digest}) on {args.host}:{args.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    web.run_app(
+        build_app(model, args.max_body_bytes),
+        host=args.host,
+        port=args.port,
+        shutdown_timeout=args.drain_seconds,
+        access_log=None,
+        print=None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Loading one artifact safely: the digest is verified before any file is deserialised; pickle and joblib files are
+refused; scikit-learn models load through skops with trusted types only."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelfleet.artifact import DigestMismatch, verify_directory
+from modelfleet.artifact.sklearn_model import MODEL_FILE as SKOPS_FILE
+from modelfleet.artifact.sklearn_model import SklearnPredictor, UnsafeArtifact
+from modelfleet.artifact.torch_model import WEIGHTS_FILE, TorchPredictor
+
+UNSAFE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth")
+
+
+class LoadError(Exception):
+    """The artifact cannot be served (missing, tampered, unsafe, unreadable)."""
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: str
+    digest: str
+    framework: str
+    task: str
+    features: list[tuple[str, str]]
+    classes: list[Any] | None
+    predictor: Any
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [n for n, _ in self.features]
+
+    def predict(self, columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        pred, proba = self.predictor.predict(columns)
+        return pred, proba
+
+
+def load_model(directory: Path, *, name: str, version: str = "", expected_digest: str | None = None) -> ServedModel:
+    if not directory.is_dir():
+        raise LoadError(f"artifact directory {directory} does not exist")
+    unsafe = sorted(p.name for p in directory.iterdir() if p.suffix in UNSAFE_SUFFIXES)
+    if unsafe:
+        raise LoadError(
+            f"refusing unsafe model file(s) {', '.join(unsafe)}: pickle-based formats can run arbitrary "
+            "code when loaded; ModelFleet serves skops and safetensors artifacts only"
+        )
+    try:
+        digest = verify_directory(directory, expected_digest)
+    except DigestMismatch as e:
+        raise LoadError(f"artifact rejected before loading: {e}") from e
+    try:
+        metadata = json.loads((directory / "metadata.json").read_text())
+        features = [(f["name"], f["type"]) for f in metadata["features"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise LoadError(f"artifact {directory} has no readable metadata.json: {e}") from e
+    try:
+        if (directory / SKOPS_FILE).exists():
+            predictor: Any = SklearnPredictor.load(directory, features)
+        elif (directory / WEIGHTS_FILE).exists():
+            predictor = TorchPredictor.load(directory)
+        else:
+            raise LoadError(f"artifact {directory} holds no model file ({SKOPS_FILE} or {WEIGHTS_FILE})")
+    except UnsafeArtifact as e:
+        raise LoadError(str(e)) from e
+    except LoadError:
+        raise
+    except Exception as e:  # a corrupt model file surfaces as whatever its reader raises
+        raise LoadError(f"cannot load the model in {directory}: {type(e).__name__}: {e}") from e
+    return ServedModel(
+        name=name,
+        version=version or digest[7:19],
+        digest=digest,
+        framework=metadata["framework"],
+        task=metadata["task"],
+        features=features,
+        classes=metadata.get("classes"),
+        predictor=predictor,
+        metadata=metadata,
+    )

@@ -1,0 +1,290 @@
+"""The model server as a real process over real HTTP, serving artifacts the trainer produced."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelfleet.artifact.sklearn_model import SklearnPredictor
+from modelfleet.artifact.torch_model import TorchPredictor
+from tests.datasets import feature_spec, write
+from tests.runtime.test_trainer import run_trainer, spec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, artifact: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelfleet.server",
+                "--artifact",
+                str(artifact),
+                "--model-name",
+                "m",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def wait_ready(self) -> Server:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stdout.read() if self.proc.stdout else ""
+            try:
+                if self.get("/v2/health/ready")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("the server did not become ready")
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+        req = urllib.request.Request(
+            self.url + path, data=body, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read()) if "json" in resp.headers[
+                    "Content-Type"
+                ] else resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self.request("GET", path)
+
+    def post(self, path: str, payload: Any) -> tuple[int, Any]:
+        return self.request("POST", path, payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("artifacts")
+    bc, db = write("breast_cancer", tmp / "bc.csv"), write("diabetes", tmp / "db.csv")
+    jobs = {
+        "sklearn": spec("breast_cancer", bc, "sklearn", "sklearn.linear_model.LogisticRegression", max_iter=500),
+        "torch": spec("diabetes", db, "pytorch", "mlp", epochs=5),
+    }
+    for name, training in jobs.items():
+        code, _, err = run_trainer(tmp, training, name)
+        assert code == 0, err
+    return {"sklearn": tmp / "sklearn", "torch": tmp / "torch", "bc": bc, "db": db}
+
+
+@pytest.fixture(scope="module")
+def sklearn_server(artifacts: dict[str, Path]) -> Iterator[Server]:
+    server = Server(artifacts["sklearn"], "--max-body-bytes", "200000").wait_ready()
+    yield server
+    server.stop()
+
+
+def rows(kind: str, path: Path, n: int) -> dict[str, np.ndarray]:
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(path)
+    out = {}
+    for f in feature_spec(kind):
+        col = table.column(f["name"]).to_pylist()[:n]
+        out[f["name"]] = np.asarray(col, dtype=object if f["type"] == "categorical" else np.float64)
+    return out
+
+
+def v2_inputs(cols: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {"name": k, "shape": [len(v)], "datatype": "BYTES" if v.dtype == object else "FP64", "data": v.tolist()}
+            for k, v in cols.items()
+        ]
+    }
+
+
+def test_health_and_metadata(sklearn_server: Server) -> None:
+    assert sklearn_server.get("/v2/health/live") == (200, {"live": True})
+    assert sklearn_server.get("/v2/models/m/ready")[0] == 200
+    status, meta = sklearn_server.get("/v2/models/m")
+    assert status == 200 and meta["name"] == "m" and meta["platform"] == "modelfleet-sklearn"
+    assert [i["name"] for i in meta["inputs"]] == [f["name"] for f in feature_spec("breast_cancer")]
+    assert {i["datatype"] for i in meta["inputs"]} == {"FP64", "BYTES"}
+    assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]
+
+
+def test_v2_infer_and_predict_equal_the_models_own_predictions(
+    sklearn_server: Server, artifacts: dict[str, Path]
+) -> None:
+    cols = rows("breast_cancer", artifacts["bc"], 25)
+    local = SklearnPredictor.load(artifacts["sklearn"], [(f["name"], f["type"]) for f in feature_spec("breast_cancer")])
+    pred, proba = local.predict(cols)
+    status, out = sklearn_server.post("/v2/models/m/infer", {**v2_inputs(cols), "id": "req-1"})
+    assert status == 200 and out["model_name"] == "m" and out["id"] == "req-1"
+    by_name = {o["name"]: o for o in out["outputs"]}
+    assert by_name["predict"]["data"] == pred.tolist() and by_name["predict"]["datatype"] == "INT64"
+    assert by_name["predict_proba"]["shape"] == [25, 2]
+    np.testing.assert_allclose(np.asarray(by_name["predict_proba"]["data"]).reshape(25, 2), proba, rtol=1e-12)
+    instances = [{k: (v[i] if v.dtype == object else float(v[i])) for k, v in cols.items()} for i in range(25)]
+    status, out = sklearn_server.post("/predict", {"instances": instances})
+    assert status == 200 and out["predictions"] == pred.tolist()
+    np.testing.assert_allclose(out["probabilities"], proba, rtol=1e-12)
+
+
+def test_pytorch_model_takes_a_single_row_major_tensor(artifacts: dict[str, Path]) -> None:
+    server = Server(artifacts["torch"]).wait_ready()
+    try:
+        cols = rows("diabetes", artifacts["db"], 7)
+        names = [f["name"] for f in feature_spec("diabetes")]
+        matrix = np.column_stack([cols[n] for n in names])
+        status, out = server.post(
+            "/v2/models/m/infer",
+            {
+                "inputs": [
+                    {"name": "input-0", "shape": [7, len(names)], "datatype": "FP32", "data": matrix.ravel().tolist()}
+                ]
+            },
+        )
+        assert status == 200, out
+        expected, _ = TorchPredictor.load(artifacts["torch"]).predict(cols)
+        np.testing.assert_allclose(out["outputs"][0]["data"], expected, rtol=1e-5)
+    finally:
+        assert server.stop() == 0  # SIGTERM: a clean, drained exit
+
+
+BAD = [
+    ("malformed JSON", b"{not json", 400, "malformed JSON"),
+    ("no inputs", {"rows": []}, 400, '"inputs"'),
+    (
+        "unknown input",
+        {"inputs": [{"name": "colour", "shape": [1], "datatype": "FP64", "data": [1]}]},
+        422,
+        "unknown input 'colour'",
+    ),
+    (
+        "wrong shape",
+        {"inputs": [{"name": "input-0", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]},
+        422,
+        "shape [rows, 31]",
+    ),
+    (
+        "data does not fill the shape",
+        {"inputs": [{"name": "mean_radius", "shape": [2], "datatype": "FP64", "data": [1.0]}]},
+        422,
+        "do not match shape",
+    ),
+    (
+        "wrong datatype",
+        {"inputs": [{"name": "mean_radius", "shape": [1], "datatype": "BYTES", "data": ["a"]}]},
+        422,
+        "datatype BYTES is not",
+    ),
+    (
+        "numbers that are not",
+        {"inputs": [{"name": "mean_radius", "shape": [1], "datatype": "FP64", "data": ["twelve"]}]},
+        422,
+        "expected numbers",
+    ),
+    (
+        "NaN",
+        {"inputs": [{"name": "mean_radius", "shape": [1], "datatype": "FP64", "data": ["nan"]}]},
+        422,
+        "NaN and infinite values are not allowed",
+    ),
+    (
+        "missing inputs",
+        {"inputs": [{"name": "mean_radius", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
+        422,
+        "missing input(s) mean_texture",
+    ),
+    ("body over the limit", b'{"inputs": [' + b" " * 300_000 + b"]}", 413, "larger than the limit"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "status", "message"), BAD, ids=[b[0] for b in BAD])
+def test_bad_requests_get_a_4xx_naming_the_problem(
+    sklearn_server: Server, case: str, body: Any, status: int, message: str
+) -> None:
+    got, out = sklearn_server.post("/v2/models/m/infer", body)
+    assert (got, message in out["error"]) == (status, True), out
+    assert sklearn_server.get("/v2/health/ready")[0] == 200  # and the server keeps serving
+
+
+def test_unknown_model_and_bad_instances(sklearn_server: Server) -> None:
+    assert sklearn_server.post("/v2/models/other/infer", {"inputs": []})[0] == 404
+    status, out = sklearn_server.post("/predict", {"instances": [{"mean_radius": "big"}]})
+    assert status == 422 and "unknown feature" not in out["error"] and "missing feature" in out["error"]
+
+
+def test_metrics_show_the_request_histogram(sklearn_server: Server, artifacts: dict[str, Path]) -> None:
+    sklearn_server.post("/v2/models/m/infer", v2_inputs(rows("breast_cancer", artifacts["bc"], 3)))
+    status, text = sklearn_server.get("/metrics")
+    assert status == 200
+    assert 'request_predict_seconds_bucket{le="0.005",model_name="m"}' in text
+    assert 'modelfleet_server_requests_total{code="200",model="m"}' in text
+    assert "modelfleet_server_model_info{" in text
+
+
+def test_a_tampered_artifact_is_refused_before_loading(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "tampered"
+    shutil.copytree(artifacts["sklearn"], copy)
+    raw = bytearray((copy / "model.skops").read_bytes())
+    raw[100] ^= 0xFF
+    (copy / "model.skops").write_bytes(bytes(raw))
+    server = Server(copy)
+    assert server.proc.wait(timeout=60) == 2
+    assert "rejected before loading" in (server.proc.stdout.read() if server.proc.stdout else "")
+
+
+class Payload:
+    """Unpickling this would create the marker file: proof of code execution."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_pickle_is_refused_and_never_unpickled(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "pickled"
+    shutil.copytree(artifacts["sklearn"], copy)
+    marker = tmp_path / "code-ran"
+    (copy / "model.pkl").write_bytes(pickle.dumps(Payload(marker)))
+    server = Server(copy)
+    assert server.proc.wait(timeout=60) == 2
+    assert "refusing unsafe model file(s) model.pkl" in (server.proc.stdout.read() if server.proc.stdout else "")
+    assert not marker.exists()
+
+
+def test_an_unexpected_digest_is_refused(artifacts: dict[str, Path]) -> None:
+    server = Server(artifacts["sklearn"], "--expected-digest", "sha256:" + "0" * 64)
+    assert server.proc.wait(timeout=60) == 2
