@@ -127,3 +127,46 @@ class Kube:
         if not base or not Path(base).is_dir():
             return None
         return (Path(base) / rel / "digest").is_file()
+
+    # -- serving objects: server-side apply per kind -------------------------------------------------------------
+    def _appliers(self) -> dict[str, Any]:
+        apps, autoscaling, policy = (
+            client.AppsV1Api(self.api),
+            client.AutoscalingV2Api(self.api),
+            client.PolicyV1Api(self.api),
+        )
+        return {
+            "Deployment": (apps.patch_namespaced_deployment, apps.delete_namespaced_deployment),
+            "Service": (self.core.patch_namespaced_service, self.core.delete_namespaced_service),
+            "HorizontalPodAutoscaler": (
+                autoscaling.patch_namespaced_horizontal_pod_autoscaler,
+                autoscaling.delete_namespaced_horizontal_pod_autoscaler,
+            ),
+            "PodDisruptionBudget": (
+                policy.patch_namespaced_pod_disruption_budget,
+                policy.delete_namespaced_pod_disruption_budget,
+            ),
+        }
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        patch, _ = self._appliers()[obj["kind"]]
+        meta = obj["metadata"]
+        patch(
+            meta["name"],
+            meta["namespace"],
+            obj,
+            field_manager=self.FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+
+    def delete_if_exists(self, kind: str, namespace: str, name: str) -> None:
+        _, delete = self._appliers()[kind]
+        try:
+            delete(name, namespace)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(client.AppsV1Api(self.api).read_namespaced_deployment, name, namespace)

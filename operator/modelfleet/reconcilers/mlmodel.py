@@ -13,12 +13,14 @@ from modelfleet.api.v1alpha1 import API_VERSION
 from modelfleet.api.v1alpha1.mlmodel import MLModel, MLModelStatus, ModelVersion
 from modelfleet.api.v1alpha1.shared import LOWER_IS_BETTER, Validation
 from modelfleet.api.v1alpha1.trainingjob import TrainingResult
+from modelfleet.builders.serving import DESIRED_HASH, desired_serving, endpoint
 from modelfleet.builders.training import LABEL_FINGERPRINT, LABEL_MODEL, LABEL_TEAM, LABEL_VERSION, training_fingerprint
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import InvalidSpec
 from modelfleet.faults import crash_point
 from modelfleet.reconcilers.common import check_training
 from modelfleet.reconcilers.outcome import Event, Outcome
+from modelfleet.reconcilers.serving import choose_version, rollout_complete, rollout_failure
 from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition
 
 READY_NEEDS = ("Trained", "Serving", "Approved")
@@ -31,6 +33,7 @@ DEFAULT_METRIC = {"classification": "accuracy", "regression": "r2"}
 class ModelPlan:
     status: MLModelStatus
     create: dict[str, Any] | None = None
+    apply: list[dict[str, Any]] = field(default_factory=list)  # serving objects to (re-)apply
     events: list[Event] = field(default_factory=list)
 
 
@@ -125,6 +128,65 @@ def compute_phase(status: MLModelStatus) -> str:
     return "Pending"
 
 
+def plan_serving(
+    model: MLModel,
+    status: MLModelStatus,
+    c: ConditionEditor,
+    plan: ModelPlan,
+    *,
+    deployment: dict[str, Any] | None,
+    pods: Sequence[dict[str, Any]],
+    config: OperatorConfig,
+) -> None:
+    """Serving conditions and objects: the chosen version's rollout, and a rollback when its pods fail."""
+    spec = model.spec
+    name, namespace = str(model.metadata.get("name", "")), str(model.metadata.get("namespace", ""))
+    target = choose_version(spec, status.versions)
+    serving_now = status.serving_version.number if status.serving_version else None
+    if target is not None and target.number != serving_now:
+        failure = rollout_failure(deployment, pods, target.number)
+        if failure:
+            for v in status.versions:
+                if v.number == target.number:
+                    v.promotable, v.rejected_reason = False, f"rollout failed: {failure}"
+            back = f"; version {serving_now} keeps serving" if serving_now else ""
+            plan.events.append(
+                Event("Warning", "RolloutFailed", f"version {target.number} never became ready{back}: {failure}")
+            )
+            c.set("Degraded", TRUE, "RolloutFailed", f"version {target.number}: {failure}")
+            target = choose_version(spec, status.versions)
+    if target is None and serving_now is not None:
+        # Nothing newer may be served (not approved, or rolled back): the version serving now keeps serving.
+        target = next((v for v in status.versions if v.number == serving_now and v.promotable), None)
+    if target is None:
+        latest = status.latest_version
+        if latest is None:
+            c.set("Serving", UNKNOWN, "NoVersion", "nothing is served until a version is trained")
+        elif spec.risk_class == "high":
+            c.set("Serving", FALSE, "AwaitingApproval", f"version {latest.number} awaits approval")
+        else:
+            c.set("Serving", FALSE, "NoPromotableVersion", "no trained version may be served (see versions)")
+        return
+    desired = desired_serving(
+        name=name, namespace=namespace, uid=str(model.metadata.get("uid", "")), spec=spec, version=target, config=config
+    )
+    current_hash = ((deployment or {}).get("metadata", {}).get("annotations") or {}).get(DESIRED_HASH)
+    if current_hash != desired[0]["metadata"]["annotations"][DESIRED_HASH]:
+        plan.apply = desired
+    if deployment is not None and rollout_complete(deployment, target.number):
+        if serving_now != target.number:
+            plan.events.append(Event("Normal", "Serving", f"version {target.number} is serving"))
+        status.serving_version = target.model_copy()
+        status.endpoint = endpoint(name, namespace)
+        ready = (deployment.get("status") or {}).get("availableReplicas", 0)
+        c.set("Serving", TRUE, "Serving", f"version {target.number}: {ready} replica(s) available")
+        if status.latest_version and target.number == status.latest_version.number:
+            c.set("Degraded", FALSE, "AsExpected")
+    else:
+        keeps = f"; version {serving_now} keeps serving" if serving_now else ""
+        c.set("Serving", FALSE, "RollingOut", f"rolling out version {target.number}{keeps}")
+
+
 def plan_mlmodel(
     model: MLModel,
     trainingjobs: Sequence[dict[str, Any]],
@@ -133,6 +195,8 @@ def plan_mlmodel(
     generation: int | None,
     config: OperatorConfig,
     now: datetime.datetime,
+    deployment: dict[str, Any] | None = None,
+    serving_pods: Sequence[dict[str, Any]] = (),
 ) -> ModelPlan:
     """Pure: versions, conditions, Events and the TrainingJob to create (if any)."""
     spec = model.spec
@@ -161,6 +225,7 @@ def plan_mlmodel(
                 promotable=ok,
                 created_at=st.get("completionTime"),
                 fingerprint=st.get("fingerprint"),
+                rejected_reason=None if ok else why,
             )
             versions.append(version)
             metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
@@ -225,7 +290,8 @@ def plan_mlmodel(
         )
     else:
         c.default("Trained", UNKNOWN, "NotTrainedYet", "no version has been trained yet")
-    c.set("Serving", UNKNOWN, "NotImplemented", "this operator version trains models but does not serve them yet")
+    c.default("Degraded", FALSE, "AsExpected")
+    plan_serving(model, status, c, plan, deployment=deployment, pods=serving_pods, config=config)
     if spec.risk_class != "high":
         c.set("Approved", TRUE, "NotRequired", f"riskClass {spec.risk_class} needs no approval")
     elif latest is None:
@@ -241,7 +307,6 @@ def plan_mlmodel(
             f'{name} --type=merge -p \'{{"spec":{{"serving":{{"approvedVersion":{latest.number}}}}}}}\'',
         )
     c.default("Drifted", UNKNOWN, "NotEvaluated", "no DriftPolicy has evaluated this model")
-    c.default("Degraded", FALSE, "AsExpected")
     status.conditions = c.summarize_ready(READY_NEEDS, negative=("Degraded",))
     status.observed_generation = generation
     status.phase = compute_phase(status)
@@ -263,8 +328,28 @@ def reconcile_mlmodel(
         if any(o.get("uid") == uid for o in tj["metadata"].get("ownerReferences") or [])
     ]
     fingerprint = training_fingerprint(spec.framework, spec.task, spec.dataset, spec.training, config.trainer_image)
-    plan = plan_mlmodel(model, owned, fingerprint=fingerprint, generation=generation, config=config, now=now)
+    deployment, pods = None, []
+    if model.status.versions or any((tj.get("status") or {}).get("result") for tj in owned):
+        deployment = kube.get_deployment(namespace, name)
+        pods = kube.list_pods(namespace, f"{LABEL_MODEL}={name},app.kubernetes.io/component=serving")
+    plan = plan_mlmodel(
+        model,
+        owned,
+        fingerprint=fingerprint,
+        generation=generation,
+        config=config,
+        now=now,
+        deployment=deployment,
+        serving_pods=pods,
+    )
     if plan.create is not None:
         kube.create_custom(namespace, "trainingjobs", plan.create)
         crash_point("after-trainingjob-create")
+    if plan.apply:
+        kinds = {o["kind"] for o in plan.apply}
+        for obj in plan.apply:
+            kube.apply(obj)
+        for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
+            if kind not in kinds:  # no longer wanted (e.g. maxReplicas lowered)
+                kube.delete_if_exists(kind, namespace, name)
     return Outcome(plan.status, plan.events)

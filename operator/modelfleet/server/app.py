@@ -177,6 +177,3 @@ def build_app(model: ServedModel | None, max_body: int) -> web.Application:
         ]
     )
     return app
-
-
-

@@ -130,6 +130,8 @@ class ModelVersion(ApiModel):
     """False when it scored below validation.minScore."""
     fingerprint: str | None = Field(default=None, max_length=80)
     """Fingerprint of the training inputs that produced it."""
+    rejected_reason: str | None = Field(default=None, max_length=1024)
+    """Why it is not promotable (a score below validation.minScore, or pods that never became ready)."""
     created_at: Timestamp | None = None
     """When training finished."""
 

@@ -1,0 +1,187 @@
+"""The serving objects of an MLModel: Deployment, Service, HorizontalPodAutoscaler, PodDisruptionBudget. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from modelfleet.api.v1alpha1 import API_VERSION
+from modelfleet.api.v1alpha1.mlmodel import MLModelSpec, ModelVersion
+from modelfleet.builders.training import (
+    LABEL_MODEL,
+    LABEL_TEAM,
+    LABEL_VERSION,
+    local_path,
+    pvc_claim,
+    restricted_security,
+)
+from modelfleet.config import OperatorConfig
+
+SERVER_CONTAINER = "server"
+SERVER_PORT = 8080
+SERVICE_PORT = 80
+DESIRED_HASH = "modelfleet.io/desired-hash"
+
+
+def serving_labels(name: str, team: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "modelfleet-server",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": "serving",
+        "app.kubernetes.io/part-of": "modelfleet",
+        "app.kubernetes.io/managed-by": "modelfleet-operator",
+        LABEL_MODEL: name,
+        LABEL_TEAM: team,
+    }
+
+
+def selector(name: str) -> dict[str, str]:
+    return {LABEL_MODEL: name, "app.kubernetes.io/component": "serving"}
+
+
+def owner(name: str, uid: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": API_VERSION,
+            "kind": "MLModel",
+            "name": name,
+            "uid": uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+def endpoint(name: str, namespace: str) -> str:
+    return f"http://{name}.{namespace}.svc.cluster.local/v2/models/{name}/infer"
+
+
+def desired_serving(
+    *, name: str, namespace: str, uid: str, spec: MLModelSpec, version: ModelVersion, config: OperatorConfig
+) -> list[dict[str, Any]]:
+    """[Deployment, Service, (HPA), (PDB)] serving `version`. The Deployment carries a hash of all of them, so the
+    operator re-applies only when something changed."""
+    serving = spec.serving
+    labels = serving_labels(name, spec.owner.team)
+    pod_labels = {**labels, LABEL_VERSION: str(version.number)}
+    pod_security, container_security = restricted_security()
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    claim = pvc_claim(version.artifact_uri)
+    if claim:
+        volumes.append({"name": "artifacts", "persistentVolumeClaim": {"claimName": claim[0], "readOnly": True}})
+        mounts.append({"name": "artifacts", "mountPath": f"{config.pvc_mount_root}/{claim[0]}", "readOnly": True})
+    res = serving.resources
+    limits: dict[str, str] = {"memory": str(res.memory)}
+    if res.gpu:
+        limits["nvidia.com/gpu"] = str(res.gpu)
+    probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 2, "failureThreshold": 3}
+    autoscaled = serving.max_replicas > max(serving.min_replicas, 1)
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector(name)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "progressDeadlineSeconds": 180,
+        "revisionHistoryLimit": 5,
+        "template": {
+            "metadata": {
+                "labels": pod_labels,
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(SERVER_PORT),
+                    "prometheus.io/path": "/metrics",
+                },
+            },
+            "spec": {
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "securityContext": pod_security,
+                "terminationGracePeriodSeconds": 30,
+                "volumes": volumes,
+                "containers": [
+                    {
+                        "name": SERVER_CONTAINER,
+                        "image": config.server_image,
+                        "command": ["python", "-m", "modelfleet.server"],
+                        "args": [
+                            "--artifact",
+                            local_path(version.artifact_uri, config.pvc_mount_root),
+                            "--model-name",
+                            name,
+                            "--model-version",
+                            str(version.number),
+                            "--expected-digest",
+                            version.artifact_digest,
+                            "--host",
+                            "$(POD_IP)",
+                            "--port",
+                            str(SERVER_PORT),
+                        ],
+                        "env": [
+                            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                            {"name": "HOME", "value": "/tmp"},
+                        ],
+                        "ports": [{"name": "http", "containerPort": SERVER_PORT}],
+                        "readinessProbe": probe,
+                        "livenessProbe": {
+                            "httpGet": {"path": "/v2/health/live", "port": "http"},
+                            "periodSeconds": 10,
+                            "failureThreshold": 3,
+                        },
+                        "startupProbe": {**probe, "failureThreshold": 60},
+                        "lifecycle": {"preStop": {"sleep": {"seconds": 3}}},  # let endpoints drop the pod first
+                        "terminationMessagePolicy": "FallbackToLogsOnError",  # the server's one-line reason
+                        "resources": {"requests": {"cpu": str(res.cpu), "memory": str(res.memory)}, "limits": limits},
+                        "volumeMounts": mounts,
+                        "securityContext": container_security,
+                    }
+                ],
+            },
+        },
+    }
+    if not autoscaled:
+        deployment_spec["replicas"] = max(serving.min_replicas, 1)
+    meta = {"namespace": namespace, "labels": labels, "ownerReferences": owner(name, uid)}
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, **meta}, "spec": deployment_spec},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, **meta},
+            "spec": {
+                "selector": selector(name),
+                "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}],
+            },
+        },
+    ]
+    if autoscaled:
+        objects.append(
+            {
+                "apiVersion": "autoscaling/v2",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": name, **meta},
+                "spec": {
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                    "minReplicas": max(serving.min_replicas, 1),
+                    "maxReplicas": serving.max_replicas,
+                    "metrics": [
+                        {
+                            "type": "Resource",
+                            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                        }
+                    ],
+                },
+            }
+        )
+    if max(serving.min_replicas, 1) >= 2:
+        objects.append(
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {"name": name, **meta},
+                "spec": {"minAvailable": 1, "selector": {"matchLabels": selector(name)}},
+            }
+        )
+    digest = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()[:16]
+    objects[0]["metadata"]["annotations"] = {DESIRED_HASH: digest}
+    return objects
