@@ -1,0 +1,134 @@
+"""Pure serving rules: the serving objects, which version is served, rollout completion and failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelfleet.api.v1alpha1 import MLModel
+from modelfleet.api.v1alpha1.mlmodel import ModelVersion
+from modelfleet.builders.serving import DESIRED_HASH, desired_serving
+from modelfleet.config import OperatorConfig
+from modelfleet.reconcilers.common import parse
+from modelfleet.reconcilers.serving import choose_version, rollout_complete, rollout_failure
+from tests.samples import sample
+
+CFG = OperatorConfig()
+
+
+def model(**serving: Any) -> MLModel:
+    doc = sample("MLModel", "fraud-detector")
+    doc["metadata"].update(namespace="ml", uid="m-1")
+    doc["spec"]["serving"] = {**doc["spec"]["serving"], **serving}
+    return parse(MLModel, doc)
+
+
+def version(n: int, promotable: bool = True) -> ModelVersion:
+    return ModelVersion(
+        number=n,
+        training_job=f"m-v{n}",
+        artifact_uri=f"pvc://store/m/v{n}",
+        artifact_digest=f"sha256:{n}",
+        promotable=promotable,
+    )
+
+
+def objects(m: MLModel, v: ModelVersion) -> dict[str, dict[str, Any]]:
+    return {
+        o["kind"]: o
+        for o in desired_serving(name="fraud", namespace="ml", uid="m-1", spec=m.spec, version=v, config=CFG)
+    }
+
+
+def test_deployment_rolls_out_safely_and_probes_the_v2_health_endpoints() -> None:
+    dep = objects(model(minReplicas=1, maxReplicas=1), version(3))["Deployment"]
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    pod = dep["spec"]["template"]
+    c = pod["spec"]["containers"][0]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": 3}}
+    assert pod["metadata"]["labels"]["modelfleet.io/version"] == "3"
+    assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert "--expected-digest" in c["args"] and "sha256:3" in c["args"]
+    assert c["args"][c["args"].index("--artifact") + 1] == "/mnt/pvc/store/m/v3"
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False and pod["spec"]["securityContext"]["runAsNonRoot"]
+    assert dep["spec"]["replicas"] == 1 and dep["metadata"]["ownerReferences"][0]["kind"] == "MLModel"
+
+
+def test_hpa_above_min_replicas_and_pdb_from_two_replicas() -> None:
+    assert set(objects(model(minReplicas=1, maxReplicas=1), version(1))) == {"Deployment", "Service"}
+    scaled = objects(model(minReplicas=2, maxReplicas=5), version(1))
+    assert set(scaled) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+    assert "replicas" not in scaled["Deployment"]["spec"]  # the HPA owns it
+    assert scaled["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == 2
+
+
+def test_the_hash_changes_with_what_is_served_only() -> None:
+    m = model()
+    a, b = objects(m, version(1)), objects(m, version(1))
+    assert (
+        a["Deployment"]["metadata"]["annotations"][DESIRED_HASH]
+        == b["Deployment"]["metadata"]["annotations"][DESIRED_HASH]
+    )
+    assert (
+        objects(m, version(2))["Deployment"]["metadata"]["annotations"][DESIRED_HASH]
+        != a["Deployment"]["metadata"]["annotations"][DESIRED_HASH]
+    )
+
+
+def test_newest_promotable_version_or_exactly_the_approved_one() -> None:
+    versions = [version(1), version(2), version(3, promotable=False)]
+    assert choose_version(model().spec, versions).number == 2  # type: ignore[union-attr]
+    high = model()
+    high.spec.risk_class = "high"
+    assert choose_version(high.spec, versions) is None
+    high.spec.serving.approved_version = 1
+    assert choose_version(high.spec, versions).number == 1  # type: ignore[union-attr]
+
+
+def deployment(version_label: str, **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 1, "template": {"metadata": {"labels": {"modelfleet.io/version": version_label}}}},
+        "status": {"observedGeneration": 2, **status},
+    }
+
+
+def test_rollout_completes_only_when_the_new_version_is_available() -> None:
+    assert not rollout_complete(deployment("2", updatedReplicas=1, availableReplicas=1, replicas=2), 2)  # old pod left
+    assert not rollout_complete(deployment("1", updatedReplicas=1, availableReplicas=1, replicas=1), 2)
+    assert rollout_complete(deployment("2", updatedReplicas=1, availableReplicas=1, replicas=1), 2)
+
+
+def test_a_crashing_new_version_is_a_failed_rollout_with_the_servers_reason() -> None:
+    crashing = {
+        "metadata": {"name": "p", "labels": {"modelfleet.io/version": "2"}},
+        "spec": {},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "server",
+                    "restartCount": 2,
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": 2,
+                            "message": "modelfleet-server: error: artifact rejected before loading: digest",
+                        }
+                    },
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                }
+            ]
+        },
+    }
+    assert "rejected before loading" in (rollout_failure(None, [crashing], 2) or "")
+    assert rollout_failure(None, [crashing], 1) is None  # another version's pods are not this rollout's
+    stuck = deployment("2")
+    stuck["status"]["conditions"] = [
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "message": "ReplicaSet has timed out progressing.",
+        }
+    ]
+    assert rollout_failure(stuck, [], 2) == "ReplicaSet has timed out progressing."
