@@ -3,11 +3,12 @@
 1. bring up the local control plane (etcd, API server, controllers, scheduler, KWOK GPU nodes, the local executor);
 2. install the CRDs and start the operator;
 3. put a real dataset (breast cancer, bundled with scikit-learn) on a volume and apply an MLModel: the operator
-   creates a TrainingJob, the Job's pod runs the real trainer on the executor node, version 1 lands in status;
+   creates a TrainingJob, the Job's pod runs the real trainer on the executor node, version 1 lands in status, the
+   model server serves it (Deployment on the executor node) and answers an Open Inference Protocol v2 request;
 4. apply the same training again as a TrainingJob: a cache hit, no second Job;
 5. a PyTorch TrainingJob asking for one GPU is scheduled to a simulated GPU node (KWOK does not run it);
    one asking for 16 GPUs stays Queued/Unschedulable — what a cluster autoscaler acts on.
-Serving, drift and retraining come in later stages.
+Drift and retraining come in later stages.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -94,7 +96,7 @@ def main() -> int:
     )
     say(f"     operator running (log: {log})")
     try:
-        say("3/5 a scikit-learn MLModel on real data: the operator trains version 1 on the executor node")
+        say("3/5 a scikit-learn MLModel on real data: trained and served on the executor node")
         dirs = {}
         for claim in ("datasets", "model-store"):
             apply(
@@ -149,6 +151,54 @@ def main() -> int:
         say(f"     version {v1['number']} trained: {metrics}")
         say(
             f"     artifact {v1['artifactUri']} ({v1['artifactDigest'][:19]}...), dataset {v1['datasetDigest'][:19]}..."
+        )
+
+        ready = wait(
+            lambda: (m := get("mlm", "tumour-classifier")) and cond(m, "Ready").get("status") == "True" and m,
+            180,
+            "the model to be Ready",
+        )
+        pods = json.loads(
+            kubectl(
+                "get",
+                "pods",
+                "-n",
+                NS,
+                "-l",
+                "modelfleet.io/model=tumour-classifier,app.kubernetes.io/component=serving",
+                "-o",
+                "json",
+            )
+        )["items"]
+        ip = next(p["status"]["podIP"] for p in pods if p["status"].get("podIP"))
+        say(
+            f"     Ready: version {ready['status']['servingVersion']['number']} served by the model server "
+            f"(pod IP {ip}; endpoint {ready['status']['endpoint']})"
+        )
+        import pyarrow.csv as pacsv
+
+        table = pacsv.read_csv(dirs["datasets"] / "breast_cancer.csv")
+        body = {
+            "inputs": [
+                {
+                    "name": f["name"],
+                    "shape": [3],
+                    "datatype": "BYTES" if f["type"] == "categorical" else "FP64",
+                    "data": table.column(f["name"]).to_pylist()[:3],
+                }
+                for f in feature_spec("breast_cancer")
+            ]
+        }
+        req = urllib.request.Request(
+            f"http://{ip}:8080/v2/models/tumour-classifier/infer",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            answer = json.loads(resp.read())
+        say(
+            f"     POST /v2/models/tumour-classifier/infer (3 rows) -> predict {answer['outputs'][0]['data']}, "
+            f"true labels {table.column('target').to_pylist()[:3]}"
         )
 
         say("4/5 the same training spec as a TrainingJob of its own: a cache hit, no second Job")
