@@ -138,3 +138,95 @@ def test_high_risk_waits_for_approval_and_a_corrupted_version_is_rolled_back(
     )
     assert any(e.startswith("RolloutFailed") for e in events(kube, namespace, "credit"))
     _ = Path
+
+
+class Traffic:
+    """Requests in a loop to the model's ready, non-terminating pods (what kube-proxy routes to), counting answers
+    per model version and failures."""
+
+    def __init__(self, kube: Kube, namespace: str, name: str, body: dict[str, Any]) -> None:
+        import threading
+
+        self.kube, self.namespace, self.name, self.body = kube, namespace, name, body
+        self.ok: dict[str, int] = {}
+        self.failures: list[str] = []
+        self.targets: list[str] = []
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._route, daemon=True),
+            threading.Thread(target=self._send, daemon=True),
+        ]
+
+    def _route(self) -> None:
+        from kubernetes import client, config
+
+        api = client.CoreV1Api(config.new_client_from_config(str(self.kube.kubeconfig)))
+        while not self.stop.is_set():
+            selector = f"modelfleet.io/model={self.name},app.kubernetes.io/component=serving"  # the Service's
+            pods = api.list_namespaced_pod(self.namespace, label_selector=selector).items
+            self.targets = [
+                p.status.pod_ip
+                for p in pods
+                if p.metadata.deletion_timestamp is None
+                and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            ]
+            self.stop.wait(0.2)
+
+    def _send(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            targets = list(self.targets)
+            if not targets:
+                self.stop.wait(0.05)
+                continue
+            ip = targets[i % len(targets)]
+            i += 1
+            try:
+                out = infer(ip, self.name, self.body)
+                self.ok[out["model_version"]] = self.ok.get(out["model_version"], 0) + 1
+            except Exception as e:  # every kind of failure counts: refused, reset, 5xx
+                self.failures.append(f"{ip}: {e}")
+            self.stop.wait(0.01)
+
+    def __enter__(self) -> Traffic:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(10)
+
+
+def test_a_new_version_rolls_out_with_zero_failed_requests(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    data = claim(kube, namespace, "datasets")
+    claim(kube, namespace, "model-store")
+    write("breast_cancer", data / "breast_cancer.csv")
+    manifest = model_manifest("live")
+    kube.apply(manifest, namespace)
+    wait_for(
+        lambda: (m := kube.get("mlm", "live", namespace)) and has_condition(m, "Ready") and m,
+        TRAIN_TIMEOUT,
+        "version 1 to serve",
+    )
+    body = v2_inputs(rows("breast_cancer", data / "breast_cancer.csv", 4))
+    with Traffic(kube, namespace, "live", body) as traffic:
+        wait_for(lambda: traffic.ok.get("1", 0) > 20, 30, "traffic to version 1")
+        manifest["spec"]["dataset"]["version"] = "2"  # retrain on "new" data: version 2
+        kube.apply(manifest, namespace)
+        wait_for(
+            lambda: (
+                (m := kube.get("mlm", "live", namespace))
+                and (m["status"].get("servingVersion") or {}).get("number") == 2
+                and m
+            ),
+            TRAIN_TIMEOUT,
+            "version 2 to serve",
+        )
+        wait_for(lambda: traffic.ok.get("2", 0) > 20, 30, "traffic to version 2")
+    print(f"\nanswers by version: {traffic.ok}, failures: {len(traffic.failures)}")
+    assert traffic.failures == [], traffic.failures[:5]
+    assert traffic.ok["1"] > 20 and traffic.ok["2"] > 20

@@ -288,3 +288,35 @@ def test_a_pickle_is_refused_and_never_unpickled(artifacts: dict[str, Path], tmp
 def test_an_unexpected_digest_is_refused(artifacts: dict[str, Path]) -> None:
     server = Server(artifacts["sklearn"], "--expected-digest", "sha256:" + "0" * 64)
     assert server.proc.wait(timeout=60) == 2
+
+
+def test_a_third_party_open_inference_protocol_client_works_unchanged(
+    sklearn_server: Server, artifacts: dict[str, Path]
+) -> None:
+    """NVIDIA Triton's HTTP client speaks the same protocol (KServe v2); it talks to our server as is."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url=f"127.0.0.1:{sklearn_server.port}")
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("m")
+    meta = client.get_model_metadata("m")
+    assert meta["name"] == "m" and len(meta["inputs"]) == len(feature_spec("breast_cancer"))
+    cols = rows("breast_cancer", artifacts["bc"], 10)
+    inputs = []
+    for f in feature_spec("breast_cancer"):
+        values = cols[f["name"]]
+        if f["type"] == "categorical":
+            inp = httpclient.InferInput(f["name"], [10], "BYTES")
+            inp.set_data_from_numpy(values.astype(object), binary_data=False)
+        else:
+            inp = httpclient.InferInput(f["name"], [10], "FP64")
+            inp.set_data_from_numpy(values.astype(np.float64), binary_data=False)
+        inputs.append(inp)
+    outputs = [
+        httpclient.InferRequestedOutput("predict", binary_data=False),
+        httpclient.InferRequestedOutput("predict_proba", binary_data=False),
+    ]
+    result = client.infer("m", inputs, outputs=outputs)
+    local = SklearnPredictor.load(artifacts["sklearn"], [(f["name"], f["type"]) for f in feature_spec("breast_cancer")])
+    pred, proba = local.predict(cols)
+    assert result.as_numpy("predict").tolist() == pred.tolist()
+    np.testing.assert_allclose(result.as_numpy("predict_proba"), proba)
