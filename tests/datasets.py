@@ -10,10 +10,10 @@ import numpy as np
 
 def _table(kind: str, n_rows: int | None = None, seed: int = 0) -> Any:
     import pyarrow as pa
-    from sklearn.datasets import load_breast_cancer, load_diabetes
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 
-    bunch = load_breast_cancer() if kind == "breast_cancer" else load_diabetes()
-    names = [n.replace(" ", "_") for n in bunch.feature_names]
+    bunch = {"breast_cancer": load_breast_cancer, "diabetes": load_diabetes, "iris": load_iris}[kind]()
+    names = [n.replace(" ", "_").replace("(", "").replace(")", "") for n in bunch.feature_names]
     X, y = bunch.data, bunch.target
     if n_rows is not None:  # a larger table: resampled rows with a little noise (for benchmarks)
         rng = np.random.default_rng(seed)
@@ -23,6 +23,8 @@ def _table(kind: str, n_rows: int | None = None, seed: int = 0) -> Any:
     cols = {n: pa.array(X[:, j]) for j, n in enumerate(names)}
     if kind == "breast_cancer":  # a categorical column derived from the data, so pipelines see both kinds
         cols["size_band"] = pa.array(np.where(X[:, 0] > 15, "large", np.where(X[:, 0] > 12, "medium", "small")))
+        cols["target"] = pa.array(y.astype(np.int64))
+    elif kind == "iris":
         cols["target"] = pa.array(y.astype(np.int64))
     else:
         cols["target"] = pa.array(y.astype(np.float64))

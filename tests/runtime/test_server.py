@@ -320,3 +320,45 @@ def test_a_third_party_open_inference_protocol_client_works_unchanged(
     pred, proba = local.predict(cols)
     assert result.as_numpy("predict").tolist() == pred.tolist()
     np.testing.assert_allclose(result.as_numpy("predict_proba"), proba)
+
+
+def test_micro_batching_answers_each_request_with_its_own_rows(artifacts: dict[str, Path]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = Server(artifacts["sklearn"], "--max-batch-size", "32", "--max-batch-wait-ms", "5").wait_ready()
+    try:
+        all_cols = rows("breast_cancer", artifacts["bc"], 60)
+        local = SklearnPredictor.load(
+            artifacts["sklearn"], [(f["name"], f["type"]) for f in feature_spec("breast_cancer")]
+        )
+        expected_pred, expected_proba = local.predict(all_cols)
+
+        def one(i: int) -> tuple[int, Any]:
+            cols = {k: v[i : i + (i % 3) + 1] for k, v in all_cols.items()}  # 1 to 3 rows each
+            return i, server.post("/v2/models/m/infer", v2_inputs(cols))
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(one, range(40)))
+        for i, (status, out) in answers:
+            n = (i % 3) + 1
+            assert status == 200
+            assert out["outputs"][0]["data"] == expected_pred[i : i + n].tolist()
+            np.testing.assert_allclose(
+                np.asarray(out["outputs"][1]["data"]).reshape(n, 2), expected_proba[i : i + n], rtol=1e-12
+            )
+        metrics = server.get("/metrics")[1]
+        count = float(
+            next(
+                ln.split()[-1]
+                for ln in metrics.splitlines()
+                if ln.startswith('modelfleet_server_batch_rows_count{model="m"}')
+            )
+        )
+        assert count < 40  # 40 requests went through fewer predictions: they were batched
+        bad = server.post(
+            "/v2/models/m/infer", {"inputs": [{"name": "mean_radius", "shape": [1], "datatype": "FP64", "data": [1.0]}]}
+        )
+        assert bad[0] == 422  # validation happens before batching; the batcher keeps working
+        assert server.post("/v2/models/m/infer", v2_inputs({k: v[:1] for k, v in all_cols.items()}))[0] == 200
+    finally:
+        assert server.stop() == 0

@@ -246,3 +246,34 @@ def test_object_store_without_its_driver_says_what_to_install(tmp_path: Path) ->
     training["dataset"]["uri"] = "s3://bucket/data.csv"
     reason = _failure(tmp_path, training)
     assert "s3:// needs fsspec" in reason
+
+
+@pytest.mark.parametrize(
+    ("kind", "estimator"),
+    [
+        ("iris", "sklearn.linear_model.LogisticRegression"),
+        ("diabetes", "sklearn.linear_model.Ridge"),
+        ("iris", "sklearn.ensemble.RandomForestClassifier"),
+    ],
+)
+def test_the_numeric_fast_path_gives_exactly_the_pipelines_answers(tmp_path: Path, kind: str, estimator: str) -> None:
+    data = write(kind, tmp_path / "d.csv")
+    training = spec(kind, data, "sklearn", estimator)
+    training["task"] = "regression" if kind == "diabetes" else "classification"
+    assert run_trainer(tmp_path, training)[0] == 0
+    features = [(f["name"], f["type"]) for f in feature_spec(kind)]
+    predictor = SklearnPredictor.load(tmp_path / "artifact", features)
+    assert predictor.fast is not None  # all-numeric: the numpy path is used
+    loaded = data_mod.load(TrainingJobSpec.model_validate(training).dataset)
+    from modelfleet.artifact.tabular import as_matrix
+
+    X = as_matrix(loaded.columns, features)
+    X[3, 1] = np.nan  # a missing value goes through the imputer's fill
+    cols = {name: X[:, j] for j, (name, _) in enumerate(features)}
+    pred, proba = predictor.predict(cols)
+    if kind == "diabetes":  # the same arithmetic in another order: equal to the last bit or two
+        np.testing.assert_allclose(pred, predictor.pipeline.predict(X), rtol=1e-12)
+    else:
+        np.testing.assert_array_equal(pred, predictor.pipeline.predict(X))
+    if proba is not None:
+        np.testing.assert_allclose(proba, predictor.pipeline.predict_proba(X), rtol=1e-12, atol=1e-15)

@@ -27,9 +27,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--max-body-bytes", type=int, default=1 << 20)
     parser.add_argument("--load-timeout", type=float, default=120.0, help="seconds")
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=1,
+        help="adaptive micro-batching up to this many rows (1: off); for models such as random "
+        "forests whose per-call cost dominates",
+    )
+    parser.add_argument(
+        "--max-batch-wait-ms",
+        type=float,
+        default=0.0,
+        help="how long a lone request waits for company (0: never; batches still form from the "
+        "requests that queue while a batch is predicting)",
+    )
     parser.add_argument("--drain-seconds", type=float, default=10.0, help="grace for requests in flight on SIGTERM")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    import sklearn
+
+    # Requests are validated by the server (shapes, types, no NaN or inf) before they reach the model, so the
+    # per-call checks scikit-learn repeats on every predict are skipped.
+    sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     future = pool.submit(
         load_model,
@@ -53,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     web.run_app(
-        build_app(model, args.max_body_bytes),
+        build_app(model, args.max_body_bytes, args.max_batch_size, args.max_batch_wait_ms / 1000),
         host=args.host,
         port=args.port,
         shutdown_timeout=args.drain_seconds,

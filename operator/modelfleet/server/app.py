@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from modelfleet.server.batching import MicroBatcher
 from modelfleet.server.model import ServedModel
 from modelfleet.server.protocol import (
     BadRequest,
@@ -49,6 +50,13 @@ class ServerMetrics:
             "The served model (value 1).",
             ["model", "version", "digest", "framework"],
             registry=self.registry,
+        )
+        self.batch_rows = Histogram(
+            "modelfleet_server_batch_rows",
+            "Rows per micro-batch.",
+            ["model"],
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
         )
         self.last_request = Gauge(
             "modelfleet_server_last_request_timestamp_seconds",
@@ -111,7 +119,8 @@ async def _predict(
         body = await _body(request)
         columns = parse(body, model)
         started = time.perf_counter()
-        pred, proba = model.predict(columns)
+        batcher: MicroBatcher | None = request.app.get("batcher")
+        pred, proba = await batcher.submit(columns) if batcher else model.predict(columns)
         metrics.predict_seconds.labels(model.name).observe(time.perf_counter() - started)
     except BadRequest as e:
         metrics.requests.labels(model.name, str(e.status)).inc()
@@ -157,10 +166,22 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     )
 
 
-def build_app(model: ServedModel | None, max_body: int) -> web.Application:
+def build_app(model: ServedModel | None, max_body: int, max_batch: int = 1, max_wait: float = 0.002) -> web.Application:
     app = web.Application(middlewares=[errors_as_json], client_max_size=max_body)
     app["max_body"] = max_body
     metrics = ServerMetrics()
+    if model is not None and max_batch > 1:
+        batcher = MicroBatcher(model, max_batch, max_wait, metrics.batch_rows.labels(model.name).observe)
+        app["batcher"] = batcher
+
+        async def start_batcher(_: web.Application) -> None:
+            batcher.start()
+
+        async def stop_batcher(_: web.Application) -> None:
+            await batcher.stop()
+
+        app.on_startup.append(start_batcher)
+        app.on_cleanup.append(stop_batcher)
     app[MODEL_KEY] = model
     app[METRICS_KEY] = metrics
     if model is not None:
