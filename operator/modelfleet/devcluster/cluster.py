@@ -340,7 +340,7 @@ class DevCluster:
         while time.monotonic() < deadline:
             if ready():
                 return
-            if self.sup.pid_of(component) is None:
+            if self.sup.exited(component):
                 raise StartError(
                     f"{component} exited during start-up; last lines of {self.log_path(component)}:\n"
                     f"{tail(self.log_path(component))}"

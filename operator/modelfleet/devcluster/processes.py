@@ -98,6 +98,7 @@ class Supervisor:
         self.cluster_id = cluster_id
         self.log_dir = state_dir / "logs"
         self.pid_dir = state_dir / "pids"
+        self.started: dict[str, subprocess.Popen[bytes]] = {}
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
@@ -128,7 +129,17 @@ class Supervisor:
         )
         log.close()
         (self.pid_dir / f"{name}.pid").write_text(str(proc.pid))
+        self.started[name] = proc
         return proc
+
+    def exited(self, name: str) -> bool:
+        """Whether a component has stopped. For processes started here the Popen handle decides: between fork and
+        exec /proc/<pid>/environ still shows our own environment, without the marker, so pid_of() would wrongly
+        call a process that is just starting someone else's."""
+        proc = self.started.get(name)
+        if proc is not None:
+            return proc.poll() is not None
+        return self.pid_of(name) is None
 
     def stop(self, name: str, grace: float = 10.0) -> None:
         pid = self.pid_of(name)
