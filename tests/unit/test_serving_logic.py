@@ -132,3 +132,13 @@ def test_a_crashing_new_version_is_a_failed_rollout_with_the_servers_reason() ->
         }
     ]
     assert rollout_failure(stuck, [], 2) == "ReplicaSet has timed out progressing."
+
+
+def test_ensembles_are_served_with_micro_batching_and_linear_models_without() -> None:
+    forest = model()  # the sample trains a RandomForestClassifier
+    args = objects(forest, version(1))["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--max-batch-size") + 1] == "32"
+    linear = model()
+    linear.spec.training.estimator = "sklearn.linear_model.LogisticRegression"
+    args = objects(linear, version(1))["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--max-batch-size" not in args
