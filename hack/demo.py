@@ -74,9 +74,6 @@ def main() -> int:
     say("2/5 installing the CRDs and starting the operator")
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=modelfleet")
-    cluster.kubectl("delete", "namespace", NS, "--wait=true", "--timeout=120s", check=False)
-    kubectl("create", "namespace", NS)
-    wait(lambda: cluster.kubectl("get", "sa", "default", "-n", NS, check=False).returncode == 0, 60, "namespace")
     log = cluster.state_dir / "logs" / "operator.log"
     operator = subprocess.Popen(
         [
@@ -84,9 +81,7 @@ def main() -> int:
             "-m",
             "modelfleet",
             "operator",
-            "run",
-            "--namespace",
-            NS,
+            "run",  # cluster-wide: scoped to a terminating namespace, the operator would leave its objects alone
             "--metrics-port=0",
             "--health-port=0",
         ],
@@ -96,6 +91,11 @@ def main() -> int:
     )
     say(f"     operator running (log: {log})")
     try:
+        # The operator runs before the previous run's namespace goes: Kopf keeps a finalizer on every object with a
+        # timer, and only a running operator releases it, so only then does the deletion complete.
+        cluster.kubectl("delete", "namespace", NS, "--wait=true", "--timeout=120s", check=False)
+        kubectl("create", "namespace", NS)
+        wait(lambda: cluster.kubectl("get", "sa", "default", "-n", NS, check=False).returncode == 0, 60, "namespace")
         say("3/5 a scikit-learn MLModel on real data: trained and served on the executor node")
         dirs = {}
         for claim in ("datasets", "model-store"):

@@ -19,7 +19,7 @@ import pytest
 from modelfleet.devcluster import ClusterConfig, DevCluster
 from modelfleet.devcluster.cluster import COMPONENTS
 from modelfleet.devcluster.processes import marked_pids, tail
-from tests.support import OPERATOR_LOGS, Kube, wait_for
+from tests.support import OPERATOR_LOGS, OPERATORS, Kube, wait_for
 
 _cluster: DevCluster | None = None
 
@@ -47,6 +47,8 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster
     try:
         yield cluster
     finally:
+        for op in OPERATORS:  # a failed test may have left one running; it must not outlive the session
+            op.stop()
         _cluster = None
         cluster_id = cluster.sup.cluster_id
         cluster.down(purge=False)

@@ -90,6 +90,8 @@ def has_condition(obj: dict[str, Any] | None, ctype: str, status: str = "True") 
 
 # Operator logs of the running test session, attached to failing integration tests' reports (see conftest.py).
 OPERATOR_LOGS: list[Path] = []
+# Every operator a test started; the session stops any that a failed test left running (see conftest.py).
+OPERATORS: list[OperatorProcess] = []
 
 
 class OperatorProcess:
@@ -107,6 +109,7 @@ class OperatorProcess:
         self.metrics_port, self.health_port = port(), port()
         self.proc: subprocess.Popen[bytes] | None = None
         OPERATOR_LOGS.append(log)
+        OPERATORS.append(self)
 
     def start(self) -> OperatorProcess:
         import os

@@ -24,7 +24,10 @@ def test_operator_killed_after_creating_the_job_converges_without_a_duplicate(
     body["spec"]["framework"] = "sklearn"
     body["spec"]["training"] = {"estimator": "sklearn.linear_model.Ridge", "hyperparameters": {"alpha": 1.0}}
     kube.apply(body, namespace)
-    assert crashing.wait_exit(60) == 86  # it stopped right after creating the Job
+    try:
+        assert crashing.wait_exit(60) == 86  # it stopped right after creating the Job
+    finally:
+        crashing.stop()
     assert len(jobs_of(kube, namespace, "crash-test")) == 1
     assert not tj_status(kube, namespace, "crash-test").get("jobName")  # status never written
 
