@@ -98,15 +98,10 @@ class OperatorProcess:
     """`modelfleet operator run` as a subprocess against the test cluster."""
 
     def __init__(self, kubeconfig: Path, log: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        import socket
-
-        def port() -> int:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                return int(s.getsockname()[1])
+        from modelfleet.devcluster.processes import free_port
 
         self.kubeconfig, self.log, self.extra, self.env = kubeconfig, log, extra, env or {}
-        self.metrics_port, self.health_port = port(), port()
+        self.metrics_port, self.health_port = free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         OPERATOR_LOGS.append(log)
         OPERATORS.append(self)

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 from tests.datasets import feature_spec, write
 
 from bench.serving.load import Result, closed_loop, open_loop
+from modelfleet.devcluster.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("MODELFLEET_CACHE_DIR", Path.home() / ".cache" / "modelfleet")) / "bench"
@@ -45,12 +45,6 @@ SCENARIOS = {
 BODY = json.dumps(
     {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [5.9, 3.0, 5.1, 1.8]}]}
 ).encode()
-
-
-def port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ensure_mlserver() -> Path:
@@ -122,7 +116,7 @@ def ours(work: Path, model: str, seconds: float) -> list[Result]:
     )
     # Micro-batching for the forest (its per-call cost dominates), as the product enables it for ensembles.
     batching = ["--max-batch-size", "32", "--max-batch-wait-ms", "0"] if model == "rf" else []
-    p = port()
+    p = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -166,7 +160,7 @@ def mlserver(work: Path, model: str, seconds: float, python: Path) -> list[Resul
         ],
         check=True,
     )
-    http, grpc, metrics = port(), port(), port()
+    http, grpc, metrics = free_port(), free_port(), free_port()
     (repo / "settings.json").write_text(
         json.dumps({"debug": False, "http_port": http, "grpc_port": grpc, "metrics_port": metrics, "host": "127.0.0.1"})
     )

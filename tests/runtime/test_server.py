@@ -6,7 +6,6 @@ import json
 import pickle
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,14 +20,9 @@ import pytest
 
 from modelfleet.artifact.sklearn_model import SklearnPredictor
 from modelfleet.artifact.torch_model import TorchPredictor
+from modelfleet.devcluster.processes import free_port
 from tests.datasets import feature_spec, write
 from tests.runtime.test_trainer import run_trainer, spec
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

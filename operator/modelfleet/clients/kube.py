@@ -71,17 +71,6 @@ class Kube:
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.batch.read_namespaced_job, name, namespace)
 
-    def apply_job(self, job: dict[str, Any]) -> None:
-        meta = job["metadata"]
-        self.batch.patch_namespaced_job(
-            meta["name"],
-            meta["namespace"],
-            job,
-            field_manager=self.FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
-
     def delete_job(self, namespace: str, name: str) -> None:
         try:
             self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
@@ -128,7 +117,7 @@ class Kube:
             return None
         return (Path(base) / rel / "digest").is_file()
 
-    # -- serving objects: server-side apply per kind -------------------------------------------------------------
+    # -- children: server-side apply per kind -------------------------------------------------------------
     def _appliers(self) -> dict[str, Any]:
         apps, autoscaling, policy = (
             client.AppsV1Api(self.api),
@@ -136,6 +125,7 @@ class Kube:
             client.PolicyV1Api(self.api),
         )
         return {
+            "Job": (self.batch.patch_namespaced_job, self.batch.delete_namespaced_job),
             "Deployment": (apps.patch_namespaced_deployment, apps.delete_namespaced_deployment),
             "Service": (self.core.patch_namespaced_service, self.core.delete_namespaced_service),
             "HorizontalPodAutoscaler": (

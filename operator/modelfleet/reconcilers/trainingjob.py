@@ -346,7 +346,7 @@ def reconcile_trainingjob(
             )
         except UnsupportedUri as e:
             raise InvalidSpec(str(e)) from e
-        kube.apply_job(manifest)
+        kube.apply(manifest)
         crash_point("after-job-create")  # fault-injection tests stop the operator here, before status is written
     if plan.delete_job:
         kube.delete_job(namespace, name_of_job)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from modelfleet.api.v1alpha1.shared import Dataset
+from modelfleet.artifact.digest import file_sha256
 from modelfleet.trainer.errors import TrainerError
 
 PVC_ROOT_ENV = "MODELFLEET_PVC_ROOT"
@@ -71,14 +71,6 @@ def local_copy(uri: str, workdir: Path) -> Path:
     raise TrainerError(f"dataset uri scheme {scheme!r} is not supported")
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return f"sha256:{h.hexdigest()}"
-
-
 def load(dataset: Dataset) -> LoadedData:
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -88,7 +80,7 @@ def load(dataset: Dataset) -> LoadedData:
         path = local_copy(dataset.uri, Path(tmp))
         if not path.is_file():
             raise TrainerError(f"dataset {dataset.uri} not found (looked at {path})")
-        digest = file_sha256(path)
+        digest = f"sha256:{file_sha256(path)}"
         try:
             table = pacsv.read_csv(path) if dataset.format == "csv" else pq.read_table(path)
         except (pa.ArrowInvalid, OSError) as e:

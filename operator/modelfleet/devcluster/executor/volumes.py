@@ -192,8 +192,3 @@ def container_mounts(
         }
     )
     return mounts
-
-
-def remove_pod_dir(pod_dir: Path) -> None:
-    if pod_dir.exists():
-        shutil.rmtree(pod_dir, ignore_errors=True)
