@@ -1,0 +1,210 @@
+"""Counting live inputs on a reference profile's grids, and a sliding window of such counts.
+
+`Reference` is the parsed profile.json. `Counts` holds, for one batch or one sub-window, per-feature counts on the
+reference's grids (numeric: [underflow, bins..., overflow], tails' value sums, invalid values; categorical: the
+profile's categories plus "other"). Counts merge by addition, so the sliding window is a ring of sub-windows
+("buckets") and its total is their sum: adding a row is O(1) amortised and forgetting old rows is dropping a bucket.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelfleet.drift import stats
+from modelfleet.drift.grid import bin_matrix
+from modelfleet.drift.profile import OTHER
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference profile, arranged for vectorised counting."""
+
+    numeric: tuple[str, ...]
+    lo: np.ndarray  # (numeric features,)
+    hi: np.ndarray
+    bins: int
+    counts: np.ndarray  # (numeric features, bins + 2)
+    tail_means: np.ndarray  # (numeric features, 2): the means of the reference's under- and overflow values
+    std: np.ndarray
+    categorical: tuple[str, ...]
+    categories: tuple[dict[str, int], ...]  # per categorical feature: category -> slot (OTHER is the last slot)
+    category_counts: tuple[np.ndarray, ...]
+
+    @classmethod
+    def from_profile(cls, profile: Mapping[str, Any], features: Iterable[str] | None = None) -> Reference:
+        wanted = list(features) if features is not None else list(profile["features"])
+        numeric = [n for n in wanted if profile["features"][n]["type"] == "numeric"]
+        categorical = [n for n in wanted if profile["features"][n]["type"] == "categorical"]
+        grids = [profile["features"][n]["grid"] for n in numeric]
+        bin_counts = {int(g["bins"]) for g in grids}
+        if len(bin_counts) > 1:
+            raise ValueError(f"numeric features use different bin counts {sorted(bin_counts)}; one grid size expected")
+        bins = bin_counts.pop() if bin_counts else 1
+        lo = np.array([float(g["min"]) for g in grids], dtype=np.float64)
+        hi = np.array([float(g["max"]) for g in grids], dtype=np.float64)
+        counts = np.array([profile["features"][n]["counts"] for n in numeric], dtype=np.float64).reshape(-1, bins + 2)
+        tail_means = np.array(
+            [_tail_means(profile["features"][n], lo[i], hi[i]) for i, n in enumerate(numeric)], dtype=np.float64
+        ).reshape(-1, 2)
+        std = np.array([float(profile["features"][n].get("std") or 0.0) for n in numeric], dtype=np.float64)
+        cats, cat_counts = [], []
+        for n in categorical:
+            freq = dict(profile["features"][n]["counts"])
+            other = freq.pop(OTHER, 0)
+            names = list(freq)
+            cats.append({c: i for i, c in enumerate(names)})
+            cat_counts.append(np.array([*freq.values(), other], dtype=np.float64))
+        return cls(
+            tuple(numeric), lo, hi, bins, counts, tail_means, std, tuple(categorical), tuple(cats), tuple(cat_counts)
+        )
+
+    def empty(self) -> Counts:
+        return Counts(
+            numeric=np.zeros((len(self.numeric), self.bins + 2), dtype=np.int64),
+            tail_sums=np.zeros((len(self.numeric), 2), dtype=np.float64),
+            numeric_invalid=np.zeros(len(self.numeric), dtype=np.int64),
+            categorical=[np.zeros(len(c) + 1, dtype=np.int64) for c in self.categories],
+            categorical_invalid=np.zeros(len(self.categorical), dtype=np.int64),
+        )
+
+    def count(self, columns: Mapping[str, Any]) -> Counts:
+        """Counts of one batch of rows given as {feature: column}."""
+        out = self.empty()
+        if self.numeric:
+            matrix = np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in self.numeric])
+            counts, invalid, tails = bin_matrix(matrix, self.lo, self.hi, self.bins)
+            out.numeric += counts
+            out.numeric_invalid += invalid
+            out.tail_sums += tails
+        for i, name in enumerate(self.categorical):
+            slots, other = self.categories[i], len(self.categories[i])
+            for value in columns[name]:
+                if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                    out.categorical_invalid[i] += 1
+                else:
+                    out.categorical[i][slots.get(str(value), other)] += 1
+        out.rows = _rows(columns, self.numeric + self.categorical)
+        return out
+
+    def statistics(self, current: Counts, names: Iterable[str]) -> dict[str, dict[str, float]]:
+        """{feature: {statistic: value}} for the statistics that apply to each feature (KS and Wasserstein: numeric)."""
+        wanted = list(names)
+        out: dict[str, dict[str, float]] = {}
+        edges_cache: dict[int, np.ndarray] = {}
+        for i, name in enumerate(self.numeric):
+            ref, cur = self.counts[i], current.numeric[i].astype(np.float64)
+            values: dict[str, float] = {}
+            for s in wanted:
+                if s == "wasserstein":
+                    edges = edges_cache.setdefault(i, stats.grid_edges(self.lo[i], self.hi[i], self.bins))
+                    values[s] = stats.wasserstein(
+                        ref, cur, edges, tuple(self.tail_means[i]), current.tail_means(i, self), self.std[i]
+                    )
+                else:
+                    values[s] = stats.compute(s, ref, cur)
+            out[name] = values
+        for i, name in enumerate(self.categorical):
+            out[name] = {
+                s: stats.compute(s, self.category_counts[i], current.categorical[i])
+                for s in wanted
+                if s not in stats.NUMERIC_ONLY
+            }
+        return out
+
+
+def _tail_means(feature: Mapping[str, Any], lo: float, hi: float) -> tuple[float, float]:
+    sums = feature.get("tailSums")
+    counts = feature["counts"]
+    if not sums:
+        return (lo, hi)
+    under = sums[0] / counts[0] if counts[0] else lo
+    over = sums[1] / counts[-1] if counts[-1] else hi
+    return (under, over)
+
+
+def _rows(columns: Mapping[str, Any], names: Iterable[str]) -> int:
+    for n in names:
+        return len(columns[n])
+    return 0
+
+
+@dataclass
+class Counts:
+    numeric: np.ndarray
+    tail_sums: np.ndarray
+    numeric_invalid: np.ndarray
+    categorical: list[np.ndarray]
+    categorical_invalid: np.ndarray
+    rows: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.numeric += other.numeric
+        self.tail_sums += other.tail_sums
+        self.numeric_invalid += other.numeric_invalid
+        for mine, theirs in zip(self.categorical, other.categorical, strict=True):
+            mine += theirs
+        self.categorical_invalid += other.categorical_invalid
+        self.rows += other.rows
+
+    def tail_means(self, i: int, reference: Reference) -> tuple[float, float]:
+        under, over = self.numeric[i, 0], self.numeric[i, -1]
+        return (
+            self.tail_sums[i, 0] / under if under else float(reference.lo[i]),
+            self.tail_sums[i, 1] / over if over else float(reference.hi[i]),
+        )
+
+
+@dataclass
+class SlidingWindow:
+    """The last `max_rows` rows (count-based) or the last `seconds` (time-based), in `buckets` sub-windows.
+
+    Count-based: a bucket closes after max_rows / buckets rows, so the window holds between max_rows - bucket and
+    max_rows rows. Time-based: a bucket covers seconds / buckets, and buckets older than `seconds` are dropped."""
+
+    reference: Reference
+    max_rows: int | None = 10_000
+    seconds: float | None = None
+    buckets: int = 10
+    clock: Callable[[], float] = time.monotonic
+    _ring: collections.deque[tuple[float, Counts]] = field(default_factory=collections.deque)
+
+    def __post_init__(self) -> None:
+        if (self.max_rows is None) == (self.seconds is None):
+            raise ValueError("a window is either count-based (max_rows) or time-based (seconds)")
+
+    def add(self, counts: Counts) -> None:
+        now = self.clock()
+        if not self._ring or self._bucket_full(now):
+            self._ring.append((now, self.reference.empty()))
+        self._ring[-1][1].add(counts)
+        self._expire(now)
+
+    def _bucket_full(self, now: float) -> bool:
+        opened, counts = self._ring[-1]
+        if self.max_rows is not None:
+            return counts.rows >= max(1, self.max_rows // self.buckets)
+        assert self.seconds is not None
+        return now - opened >= self.seconds / self.buckets
+
+    def _expire(self, now: float) -> None:
+        if self.max_rows is not None:
+            while len(self._ring) > self.buckets:
+                self._ring.popleft()
+        else:
+            assert self.seconds is not None
+            while self._ring and now - self._ring[0][0] >= self.seconds:
+                self._ring.popleft()
+
+    def total(self) -> Counts:
+        self._expire(self.clock())
+        out = self.reference.empty()
+        for _, counts in self._ring:
+            out.add(counts)
+        return out
