@@ -9,6 +9,7 @@ mlserver-sklearn 1.7.1, uvloop 0.21.0 — newer uvloop crashes its default worke
 and serves a joblib file of the same model trained in that environment. Both get the same one-row Open Inference
 Protocol v2 request ({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", ...}]}).
 Targets: >= 2x MLServer's throughput at equal or lower p99, and single-request p99 <= 3 ms for logistic regression.
+The run ends with the cost of the drift window (on by default): throughput with it on and off, target <= 5%.
 """
 
 from __future__ import annotations
@@ -76,11 +77,11 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
     raise SystemExit(f"{what} did not become ready")
 
 
-def run_scenarios(url: str, model: str, seconds: float) -> list[Result]:
+def run_scenarios(url: str, model: str, seconds: float, scenarios: list | None = None) -> list[Result]:
     async def go() -> list[Result]:
         await closed_loop(url, BODY, 4, 2.0)  # warm-up
         out = []
-        for kind, value in SCENARIOS[model]:
+        for kind, value in scenarios or SCENARIOS[model]:
             if kind == "closed":
                 out.append(await closed_loop(url, BODY, int(value), seconds))
             else:
@@ -90,7 +91,7 @@ def run_scenarios(url: str, model: str, seconds: float) -> list[Result]:
     return asyncio.run(go())
 
 
-def ours(work: Path, model: str, seconds: float) -> list[Result]:
+def train_ours(work: Path, model: str) -> Path:
     data = write("iris", work / "iris.csv")
     estimator, hp = MODELS[model]
     spec = {
@@ -114,6 +115,13 @@ def ours(work: Path, model: str, seconds: float) -> list[Result]:
         check=True,
         capture_output=True,
     )
+    return artifact
+
+
+def ours(
+    work: Path, model: str, seconds: float, extra: tuple[str, ...] = (), scenarios: list | None = None
+) -> list[Result]:
+    artifact = train_ours(work, model)
     # Micro-batching for the forest (its per-call cost dominates), as the product enables it for ensembles.
     batching = ["--max-batch-size", "32", "--max-batch-wait-ms", "0"] if model == "rf" else []
     p = free_port()
@@ -131,16 +139,30 @@ def ours(work: Path, model: str, seconds: float) -> list[Result]:
             "--port",
             str(p),
             *batching,
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_ready(f"http://127.0.0.1:{p}/v2/health/ready", proc, "the ModelFleet server")
-        return run_scenarios(f"http://127.0.0.1:{p}/v2/models/iris/infer", model, seconds)
+        return run_scenarios(f"http://127.0.0.1:{p}/v2/models/iris/infer", model, seconds, scenarios)
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def drift_overhead(work: Path, seconds: float, rounds: int = 3) -> None:
+    """Throughput of our server with the drift window on (the default) and off, alternating to share the noise."""
+    on, off = [], []
+    for _ in range(rounds):
+        on += ours(work, "lr", seconds, (), [("closed", 16)])
+        off += ours(work, "lr", seconds, ("--drift-statistics", ""), [("closed", 16)])
+    best_on, best_off = max(r.rps for r in on), max(r.rps for r in off)
+    print(f"\nDrift monitoring overhead (LR, closed loop c=16, best of {rounds} each)")
+    print(
+        f"drift on {best_on:.0f} req/s, off {best_off:.0f} req/s: overhead {1 - best_on / best_off:.1%} (target <= 5%)"
+    )
 
 
 def mlserver(work: Path, model: str, seconds: float, python: Path) -> list[Result]:
@@ -187,7 +209,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=8.0, help="per scenario")
     parser.add_argument("--models", default="lr,rf")
+    parser.add_argument("--drift-overhead-only", action="store_true", help="only measure the drift window's cost")
     args = parser.parse_args()
+    if args.drift_overhead_only:
+        work = Path(tempfile.mkdtemp(prefix="modelfleet-serving-bench-"))
+        try:
+            drift_overhead(work, args.seconds)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     python = ensure_mlserver()
     work = Path(tempfile.mkdtemp(prefix="modelfleet-serving-bench-"))
     try:
@@ -205,6 +235,7 @@ def main() -> int:
                     f"{y.rps:>14.0f} {y.pct(50):>7.2f} {y.pct(99):>7.2f} {y.error_rate:>5.1%} | "
                     f"{x.rps / y.rps if y.rps else float('inf'):>5.2f}"
                 )
+        drift_overhead(work, args.seconds)
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

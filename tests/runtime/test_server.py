@@ -356,3 +356,69 @@ def test_micro_batching_answers_each_request_with_its_own_rows(artifacts: dict[s
         assert server.post("/v2/models/m/infer", v2_inputs({k: v[:1] for k, v in all_cols.items()}))[0] == 200
     finally:
         assert server.stop() == 0
+
+
+def drift_gauges(server: Server) -> tuple[float, dict[tuple[str, str], float]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, text = server.get("/metrics")
+    rows, values = -1.0, {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "modelfleet_drift_window_rows":
+                rows = sample.value
+            elif sample.name == "modelfleet_feature_drift":
+                values[(sample.labels["feature"], sample.labels["statistic"])] = sample.value
+    return rows, values
+
+
+def test_drift_gauges_follow_the_inputs_and_match_an_offline_computation(
+    artifacts: dict[str, Path], tmp_path: Path
+) -> None:
+    from modelfleet.drift.window import Reference
+
+    server = Server(artifacts["sklearn"], "--drift-window-rows", "400", "--drift-min-rows", "100").wait_ready()
+    try:
+        cols = rows("breast_cancer", artifacts["bc"], 400)
+        first = {k: v[:50] for k, v in cols.items()}
+        assert server.post("/v2/models/m/infer", v2_inputs(first))[0] == 200
+        window_rows, values = drift_gauges(server)
+        assert window_rows == 50 and values == {}  # below --drift-min-rows: no drift values at all
+        for start in range(50, 400, 50):
+            assert (
+                server.post("/v2/models/m/infer", v2_inputs({k: v[start : start + 50] for k, v in cols.items()}))[0]
+                == 200
+            )
+        window_rows, values = drift_gauges(server)
+        assert window_rows == 400
+        spec_ = feature_spec("breast_cancer")
+        features = [f["name"] for f in spec_]
+        # Two series per numeric feature, no more; KS needs an order, so the categorical feature has PSI only.
+        expected = {(f["name"], s) for f in spec_ for s in ("psi", "ks") if f["type"] == "numeric" or s == "psi"}
+        assert set(values) == expected
+        # The same rows counted offline against the artifact's profile give the same numbers.
+        reference = Reference.from_profile(json.loads((artifacts["sklearn"] / "profile.json").read_text()), features)
+        offline = reference.statistics(reference.count(cols), ("psi", "ks"))
+        for (feature, statistic), value in values.items():
+            assert value == pytest.approx(offline[feature][statistic], abs=1e-9)
+        quiet = max(values[(f, "psi")] for f in features)
+
+        # Shift one feature by three standard deviations: its drift jumps, the others stay where they were.
+        shifted = dict(cols)
+        shifted["mean_radius"] = cols["mean_radius"] + 3 * cols["mean_radius"].std()
+        for start in range(0, 400, 50):
+            assert (
+                server.post("/v2/models/m/infer", v2_inputs({k: v[start : start + 50] for k, v in shifted.items()}))[0]
+                == 200
+            )
+        _, values = drift_gauges(server)
+        assert values[("mean_radius", "psi")] > 1.0 and values[("mean_radius", "ks")] > 0.5
+        assert max(v for (f, s), v in values.items() if s == "psi" and f != "mean_radius") <= quiet + 1e-9
+    finally:
+        server.stop()
+
+
+def test_bad_drift_settings_stop_the_server_with_a_clear_error(artifacts: dict[str, Path]) -> None:
+    server = Server(artifacts["sklearn"], "--drift-statistics", "psi,chi2")
+    assert server.proc.wait(timeout=60) == 2
+    assert server.proc.stdout is not None and "unknown drift statistic(s) ['chi2']" in server.proc.stdout.read()

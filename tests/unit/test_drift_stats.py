@@ -184,7 +184,9 @@ def test_count_window_forgets_old_rows() -> None:
         window.add(reference.count({"x": np.full(100, 0.95)}))
     total = window.total()
     assert total.rows == 1_000
-    assert total.numeric[0, 1] == 0  # every early row (in the first bin) has left the window
+    early_slot = int(np.argmax(reference.count({"x": np.array([0.05])}).numeric[0]))
+    assert total.numeric[0, early_slot] == 0  # every early row has left the window
+    assert total.numeric[0].sum() == 1_000
 
 
 def test_time_window_drops_buckets_older_than_its_span() -> None:
@@ -199,3 +201,16 @@ def test_time_window_drops_buckets_older_than_its_span() -> None:
     assert window.total().rows == 5
     now[0] = 200.0
     assert window.total().rows == 0
+
+
+def test_a_large_batch_pushes_old_rows_out_bucket_by_bucket() -> None:
+    reference = Reference.from_profile(build_profile({"x": ("numeric", np.linspace(0, 1, 1000))}))
+    window = SlidingWindow(reference, max_rows=1_000, buckets=10)
+    window.add_rows({"x": np.full(950, 0.05)})
+    window.add_rows({"x": np.full(430, 0.95)})
+    total = window.total()
+    # Buckets of 100: the 430 new rows fill the open bucket (50) and four more (100, 100, 100, 80), which push out
+    # the four oldest full buckets. The window holds between 900 and 1,000 rows.
+    assert total.rows == 980
+    early_slot = int(np.argmax(reference.count({"x": np.array([0.05])}).numeric[0]))
+    assert total.numeric[0, early_slot] == 550

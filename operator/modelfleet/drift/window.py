@@ -74,12 +74,12 @@ class Reference:
             categorical_invalid=np.zeros(len(self.categorical), dtype=np.int64),
         )
 
-    def count(self, columns: Mapping[str, Any]) -> Counts:
-        """Counts of one batch of rows given as {feature: column}."""
+    def count(self, columns: Mapping[str, Any], *, tail_sums: bool = True) -> Counts:
+        """Counts of one batch of rows given as {feature: column} (tail sums only matter to Wasserstein)."""
         out = self.empty()
         if self.numeric:
             matrix = np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in self.numeric])
-            counts, invalid, tails = bin_matrix(matrix, self.lo, self.hi, self.bins)
+            counts, invalid, tails = bin_matrix(matrix, self.lo, self.hi, self.bins, tail_sums=tail_sums)
             out.numeric += counts
             out.numeric_invalid += invalid
             out.tail_sums += tails
@@ -178,6 +178,21 @@ class SlidingWindow:
     def __post_init__(self) -> None:
         if (self.max_rows is None) == (self.seconds is None):
             raise ValueError("a window is either count-based (max_rows) or time-based (seconds)")
+
+    def add_rows(self, columns: Mapping[str, Any], *, tail_sums: bool = True) -> None:
+        """Count rows {feature: column} into the window; a count-based window splits them at bucket boundaries, so
+        a large batch pushes out old rows bucket by bucket instead of landing in one oversized bucket."""
+        rows = _rows(columns, self.reference.numeric + self.reference.categorical)
+        start = 0
+        while start < rows:
+            take = rows - start
+            if self.max_rows is not None:
+                bucket = max(1, self.max_rows // self.buckets)
+                filled = self._ring[-1][1].rows if self._ring and not self._bucket_full(self.clock()) else 0
+                take = min(take, bucket - filled)
+            piece = {name: np.asarray(col)[start : start + take] for name, col in columns.items()}
+            self.add(self.reference.count(piece, tail_sums=tail_sums))
+            start += take
 
     def add(self, counts: Counts) -> None:
         now = self.clock()

@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from modelfleet.server.app import build_app
+from modelfleet.server.drift import DEFAULT_STATISTICS, DriftMonitor
 from modelfleet.server.model import LoadError, load_model
 
 
@@ -41,6 +42,15 @@ def main(argv: list[str] | None = None) -> int:
         help="how long a lone request waits for company (0: never; batches still form from the "
         "requests that queue while a batch is predicting)",
     )
+    parser.add_argument(
+        "--drift-statistics",
+        default=",".join(DEFAULT_STATISTICS),
+        help="comma-separated drift statistics exported per feature (psi, ks, jensenshannon, wasserstein; empty: "
+        "drift metrics off)",
+    )
+    parser.add_argument("--drift-window-rows", type=int, default=10_000, help="count-based drift window")
+    parser.add_argument("--drift-window-seconds", type=float, help="time-based drift window instead of a count")
+    parser.add_argument("--drift-min-rows", type=int, default=100, help="export no drift below this many rows")
     parser.add_argument("--drain-seconds", type=float, default=10.0, help="grace for requests in flight on SIGTERM")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -66,13 +76,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modelfleet-server: error: loading took longer than {args.load_timeout:.0f}s", file=sys.stderr)
         return 2
     pool.shutdown(wait=False)
+    statistics = [s for s in args.drift_statistics.split(",") if s]
+    try:
+        drift = (
+            DriftMonitor.from_artifact(
+                args.artifact,
+                model.feature_names,
+                model=model.name,
+                version=model.version,
+                statistics=statistics,
+                window_rows=args.drift_window_rows,
+                window_seconds=args.drift_window_seconds,
+                min_rows=args.drift_min_rows,
+            )
+            if statistics
+            else None
+        )
+    except (ValueError, KeyError, OSError) as e:
+        print(f"modelfleet-server: error: drift monitoring: {e}", file=sys.stderr)
+        return 2
     print(
         f"modelfleet-server: serving {model.name} version {model.version} ({model.digest}) on {args.host}:{args.port}",
         file=sys.stderr,
         flush=True,
     )
     web.run_app(
-        build_app(model, args.max_body_bytes, args.max_batch_size, args.max_batch_wait_ms / 1000),
+        build_app(model, args.max_body_bytes, args.max_batch_size, args.max_batch_wait_ms / 1000, drift),
         host=args.host,
         port=args.port,
         shutdown_timeout=args.drain_seconds,

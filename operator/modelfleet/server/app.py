@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from modelfleet.server.batching import MicroBatcher
+from modelfleet.server.drift import DriftMonitor
 from modelfleet.server.model import ServedModel
 from modelfleet.server.protocol import (
     BadRequest,
@@ -24,6 +25,7 @@ from modelfleet.server.protocol import (
 
 MODEL_KEY: web.AppKey[ServedModel | None] = web.AppKey("model", ServedModel | None)  # type: ignore[arg-type]
 METRICS_KEY: web.AppKey[ServerMetrics] = web.AppKey("metrics", object)  # type: ignore[arg-type]
+DRIFT_KEY: web.AppKey[DriftMonitor | None] = web.AppKey("drift", object)  # type: ignore[arg-type]
 
 
 class ServerMetrics:
@@ -129,6 +131,9 @@ async def _predict(
         metrics.requests.labels(model.name, "422").inc()
         raise BadRequest(f"the model rejected the input: {e}", 422) from e
     metrics.requests.labels(model.name, "200").inc()
+    drift = request.app[DRIFT_KEY]
+    if drift is not None:
+        drift.observe(columns)
     metrics.rows.labels(model.name).inc(len(pred))
     metrics.last_request.labels(model.name).set(time.time())
     return json_response(respond(model, pred, proba, body.get("id") if isinstance(body, dict) else None))
@@ -166,10 +171,29 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     )
 
 
-def build_app(model: ServedModel | None, max_body: int, max_batch: int = 1, max_wait: float = 0.002) -> web.Application:
+def build_app(
+    model: ServedModel | None,
+    max_body: int,
+    max_batch: int = 1,
+    max_wait: float = 0.002,
+    drift: DriftMonitor | None = None,
+) -> web.Application:
     app = web.Application(middlewares=[errors_as_json], client_max_size=max_body)
     app["max_body"] = max_body
     metrics = ServerMetrics()
+    app[DRIFT_KEY] = drift
+    if drift is not None:
+        metrics.registry.register(drift)
+        monitor = drift
+
+        async def start_drift(_: web.Application) -> None:
+            monitor.start()
+
+        async def stop_drift(_: web.Application) -> None:
+            await monitor.stop()
+
+        app.on_startup.append(start_drift)
+        app.on_cleanup.append(stop_drift)
     if model is not None and max_batch > 1:
         batcher = MicroBatcher(model, max_batch, max_wait, metrics.batch_rows.labels(model.name).observe)
         app["batcher"] = batcher
