@@ -1,6 +1,7 @@
 # ModelFleet. Every target depends on `setup`, which is idempotent and cached:
 #   - a virtual environment in .venv (re-installed when pyproject.toml changes),
-#   - the Kubernetes binaries, built once from Go modules into ~/.cache/modelfleet (hack/k8s-binaries.sh).
+#   - the Kubernetes binaries, built once from Go modules into ~/.cache/modelfleet (hack/k8s-binaries.sh),
+#   - Prometheus and promtool from Debian's package (hack/prometheus.sh; the drift tests run a real Prometheus).
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -9,9 +10,9 @@ PY := $(VENV)/bin/python
 STAMPS := .make
 PYTEST_ARGS ?=
 
-.PHONY: setup k8s-binaries manifests lint verify test test-unit test-integration demo clean
+.PHONY: setup k8s-binaries prometheus manifests lint verify test test-unit test-integration demo clean
 
-setup: $(STAMPS)/venv k8s-binaries
+setup: $(STAMPS)/venv k8s-binaries prometheus
 
 $(STAMPS)/venv: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ $(STAMPS)/venv: pyproject.toml
 
 k8s-binaries:
 	@bash hack/k8s-binaries.sh >/dev/null
+
+prometheus:
+	@bash hack/prometheus.sh
 
 # CRDs (and the chart's copy) are generated from the pydantic models in operator/modelfleet/api.
 CRD_DIRS := --out crds --out charts/modelfleet/crds

@@ -20,3 +20,10 @@ class Deps:
     api: Any  # kubernetes.client.ApiClient
     kube: Any = None  # modelfleet.clients.kube.Kube over `api`
     clock: Callable[[], datetime.datetime] = field(default=utcnow)
+    prometheus_for: Callable[[str], Any] = field(default=lambda url: _prometheus(url))
+
+
+def _prometheus(url: str) -> Any:
+    from modelfleet.clients.prometheus import Prometheus
+
+    return Prometheus(url)

@@ -124,6 +124,12 @@ def desired_serving(
                                 if spec.training.estimator.startswith(BATCHED_ESTIMATOR_PREFIX)
                                 else []
                             ),
+                            "--drift-statistics",
+                            ",".join(spec.serving.drift_monitoring.statistics),
+                            "--drift-window-rows",
+                            str(spec.serving.drift_monitoring.window_rows),
+                            "--drift-min-rows",
+                            str(spec.serving.drift_monitoring.min_rows),
                         ],
                         "env": [
                             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},

@@ -89,6 +89,9 @@ class Kube:
         resp = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
         return list(self._json(resp)["items"])
 
+    def get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        return self._get(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+
     def create_custom(self, namespace: str, plural: str, body: dict[str, Any]) -> bool:
         """Creates the object; False when one of that name already exists (deterministic names make it ours)."""
         try:

@@ -1,4 +1,5 @@
-"""DriftPolicy handlers: create, spec update and operator restart all run the same level-based reconcile."""
+"""DriftPolicy handlers: create, spec update and operator restart evaluate at once; a timer evaluates whenever the
+policy's interval (or its back-off) has passed. The decision is the reconciler's; this layer counts outcomes."""
 
 from __future__ import annotations
 
@@ -7,16 +8,43 @@ from typing import Any
 import kopf
 
 from modelfleet.api.v1alpha1 import GROUP, VERSION, DriftPolicy
-from modelfleet.handlers.common import run_reconcile
-from modelfleet.reconcilers.driftpolicy import compute_driftpolicy_status
+from modelfleet.config import OperatorConfig
+from modelfleet.handlers.common import is_invalid_for_this_generation, run_reconcile
+from modelfleet.metrics import DRIFT_BREACHES, DRIFT_EVALUATIONS, RETRAINS_SUPPRESSED, RETRAINS_TRIGGERED
+from modelfleet.reconcilers.driftpolicy import initial_status, reconcile_driftpolicy
+from modelfleet.reconcilers.outcome import Event, Outcome
+
+POLL_SECONDS = OperatorConfig.from_env().poll_seconds
 
 
-def _reconcile(obj: DriftPolicy, generation: int | None, deps: Any, now: Any) -> Any:
-    return compute_driftpolicy_status(obj, generation, deps.config, now)
+def _reconcile(obj: DriftPolicy, generation: int | None, deps: Any, now: Any) -> Outcome:
+    if not obj.status.conditions:
+        obj.status = initial_status(obj, generation, now)
+    plan, _ = reconcile_driftpolicy(obj, generation, deps.kube, deps.config, now, deps.prometheus_for)
+    if plan.outcome != "not-due":
+        labels = (str(obj.metadata.get("namespace", "")), obj.spec.model_ref.name)
+        result = plan.outcome.split("-")[0] if plan.outcome.startswith("suppressed") else plan.outcome
+        DRIFT_EVALUATIONS.labels(*labels, result).inc()
+        if plan.outcome in ("retrain", "alert") or plan.outcome.startswith("suppressed"):
+            DRIFT_BREACHES.labels(*labels).inc()
+        if plan.outcome == "retrain":
+            RETRAINS_TRIGGERED.labels(*labels).inc()
+        elif plan.outcome.startswith("suppressed-"):
+            RETRAINS_SUPPRESSED.labels(*labels, plan.outcome.removeprefix("suppressed-")).inc()
+        elif plan.outcome == "unavailable":
+            RETRAINS_SUPPRESSED.labels(*labels, "prometheus-unavailable").inc()
+    return Outcome(plan.status, [Event(*e) for e in plan.events])
 
 
 @kopf.on.resume(GROUP, VERSION, "driftpolicies")
 @kopf.on.create(GROUP, VERSION, "driftpolicies")
 @kopf.on.update(GROUP, VERSION, "driftpolicies", field="spec")
 def driftpolicy_reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    run_reconcile("DriftPolicy", DriftPolicy, _reconcile, body, patch, memo)
+
+
+@kopf.timer(GROUP, VERSION, "driftpolicies", interval=POLL_SECONDS, initial_delay=POLL_SECONDS)
+def driftpolicy_evaluate(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    if is_invalid_for_this_generation(body):
+        return
     run_reconcile("DriftPolicy", DriftPolicy, _reconcile, body, patch, memo)

@@ -1,22 +1,415 @@
-"""DriftPolicy: the status the operator derives from the spec. Evaluation comes with the monitoring stage."""
+"""DriftPolicy: PromQL for each check (pure) -> read Prometheus -> decide (pure) -> create a drift TrainingJob.
+
+Hysteresis lives in Prometheus, not in operator memory: a check breaches "for" `trigger.for` when the lowest value of
+the check over that span (a subquery) is above the threshold and the span is fully covered by data. So an operator
+restart loses nothing, and the behaviour can be tested with history written into Prometheus' TSDB. Cooldown and the
+budgets are judged from the policy's status and the model's TrainingJobs, with an injected clock.
+
+Safety rule: if any check cannot be evaluated (Prometheus down or slow, an empty answer, NaN or ±Inf), the policy is
+`Evaluated=Unknown` with the reason, backs off, and never retrains on that evaluation."""
 
 from __future__ import annotations
 
 import datetime
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from modelfleet.api.v1alpha1.driftpolicy import DriftPolicy, DriftPolicyStatus
-from modelfleet.config import OperatorConfig
-from modelfleet.status.conditions import FALSE, UNKNOWN, ConditionEditor
+from modelfleet.api.v1alpha1.common import parse_duration
+from modelfleet.api.v1alpha1.driftpolicy import Check, CheckStatus, DriftPolicy, DriftPolicyStatus
+from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, rfc3339
+
+MAX_BACKOFF_SECONDS = 600.0
+WEEK = datetime.timedelta(days=7)
 
 
-def compute_driftpolicy_status(
-    policy: DriftPolicy, generation: int | None, config: OperatorConfig, now: datetime.datetime
-) -> DriftPolicyStatus:
+# --- PromQL
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _regex_alternatives(values: Sequence[str]) -> str:
+    return "|".join(re.sub(r"([.*+?^${}()|\[\]\\])", r"\\\1", v) for v in values)
+
+
+def subquery_step(for_seconds: float) -> float:
+    """Resolution of the `for` subquery: about ten points, between 5 s and 1 min."""
+    return min(60.0, max(5.0, for_seconds / 10))
+
+
+def _seconds(value: float) -> str:
+    return f"{round(value)}s"
+
+
+@dataclass(frozen=True)
+class CheckQueries:
+    name: str
+    values: str  # an instant vector: per feature for built-in checks, the user's series for custom ones
+    sustained: str | None  # min over `for` of the check's value; None when `for` is zero
+    coverage: str | None  # how many subquery points had data
+    points: int  # how many points a fully covered span has
+
+
+def check_queries(check: Check, *, namespace: str, model: str, for_seconds: float, window: str) -> CheckQueries:
+    if check.statistic is not None:
+        selector = f"namespace={_quote(namespace)},model={_quote(model)}"
+        drift_selector = f"{selector},statistic={_quote(check.statistic)}"
+        if check.features:
+            drift_selector += f",feature=~{_quote(_regex_alternatives(check.features))}"
+        drift = f"modelfleet_feature_drift{{{drift_selector}}}"
+        rows = f"modelfleet_drift_window_rows{{{selector}}}"
+        # Across the model's pods, each pod's value weighted by the rows in its window.
+        values = (
+            f"sum by (feature) ({drift} * on (instance) group_left {rows})"
+            f" / sum by (feature) (({drift} * 0 + 1) * on (instance) group_left {rows})"
+        )
+    else:
+        assert check.query is not None
+        values = (
+            check.query.replace("$namespace", _quote(namespace)[1:-1])
+            .replace("$model", _quote(model)[1:-1])
+            .replace("$window", window)
+        )
+    if for_seconds <= 0:
+        return CheckQueries(check.name, values, None, None, 0)
+    step = subquery_step(for_seconds)
+    span = f"[{_seconds(for_seconds)}:{_seconds(step)}]"
+    return CheckQueries(
+        check.name,
+        values,
+        sustained=f"min_over_time((max({values})){span})",
+        coverage=f"count_over_time((max({values})){span})",
+        points=int(for_seconds // step),
+    )
+
+
+def policy_queries(policy: DriftPolicy, namespace: str) -> list[CheckQueries]:
+    for_seconds = parse_duration(policy.spec.trigger.for_)
+    model = policy.spec.model_ref.name
+    return [
+        check_queries(c, namespace=namespace, model=model, for_seconds=for_seconds, window=policy.spec.window)
+        for c in policy.spec.checks
+    ]
+
+
+# --- readings
+@dataclass(frozen=True)
+class CheckReading:
+    name: str
+    value: float | None = None
+    feature: str | None = None
+    sustained: float | None = None  # None when the span is not fully covered (or `for` is zero: use value)
+    error: str | None = None
+    error_reason: str = "PrometheusUnavailable"
+
+
+def _usable(value: float) -> bool:
+    return not (math.isnan(value) or math.isinf(value))
+
+
+def read_check(prometheus: Any, queries: CheckQueries, now: datetime.datetime) -> CheckReading:
+    """Runs one check's queries. Every failure becomes a reading with an error, never an exception."""
+    from modelfleet.errors import PrometheusUnavailable
+
+    try:
+        samples = prometheus.query(queries.values, at=now)
+        if not samples:
+            return CheckReading(queries.name, error="the query returned no data", error_reason="NoData")
+        bad = [s for s in samples if not _usable(s.value)]
+        if bad:
+            return CheckReading(
+                queries.name,
+                error=f"the query returned {bad[0].value} {bad[0].labels or ''}",
+                error_reason="NotANumber",
+            )
+        worst = max(samples, key=lambda s: s.value)
+        sustained = None
+        if queries.sustained is not None and queries.coverage is not None:
+            covered = prometheus.query(queries.coverage, at=now)
+            lowest = prometheus.query(queries.sustained, at=now)
+            enough = bool(covered) and covered[0].value >= queries.points
+            if enough and lowest and _usable(lowest[0].value):
+                sustained = lowest[0].value
+        else:
+            sustained = worst.value
+        return CheckReading(queries.name, worst.value, worst.labels.get("feature"), sustained)
+    except PrometheusUnavailable as e:
+        return CheckReading(queries.name, error=str(e))
+
+
+# --- decision
+@dataclass(frozen=True)
+class RetrainHistory:
+    """What the budgets and the active-run rule need, read from the model's TrainingJobs."""
+
+    drift_runs: Sequence[datetime.datetime] = ()  # creation times of the model's drift TrainingJobs
+    active_run: str | None = None
+    gpu_hours_this_month: float = 0.0
+    model_found: bool = True
+
+
+@dataclass
+class PolicyPlan:
+    status: DriftPolicyStatus
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    retrain: bool = False
+    retrain_message: str = ""
+    outcome: str = "not-due"  # for the operator's metrics: ok, unavailable, retrain, suppressed-<why>, alert
+
+
+def _ts(value: Any) -> datetime.datetime | None:
+    if value is None or isinstance(value, datetime.datetime):
+        return value
+    return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def evaluation_due(policy: DriftPolicy, generation: int | None, now: datetime.datetime) -> bool:
+    """Due every `interval`; after failures every interval x 2^failures (at most 10 min); at once on a new spec."""
+    status = policy.status
+    last = _ts(status.last_evaluation_time)
+    if last is None or status.observed_generation != generation:
+        return True
+    wait = parse_duration(policy.spec.interval)
+    failures = status.failed_evaluations or 0
+    if failures:
+        wait = min(MAX_BACKOFF_SECONDS, wait * 2 ** min(failures, 10))
+    return (now - last).total_seconds() >= wait
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def decide(
+    policy: DriftPolicy,
+    readings: Sequence[CheckReading],
+    history: RetrainHistory,
+    *,
+    generation: int | None,
+    now: datetime.datetime,
+) -> PolicyPlan:
+    """Pure: the new status, the Events, and whether to create a drift TrainingJob now."""
+    spec = policy.spec
+    status = policy.status.model_copy(deep=True)
+    plan = PolicyPlan(status=status)
+    c = ConditionEditor(status.conditions, now=now, generation=generation)
+    status.observed_generation = generation
+    status.last_evaluation_time = rfc3339(now)
+    week_runs = [t for t in history.drift_runs if now - t < WEEK]
+    status.retrains_this_week = len(week_runs)
+    status.gpu_hours_this_month = round(history.gpu_hours_this_month, 4)
+    previous_detected = get_condition(status.conditions, "DriftDetected")
+    model = spec.model_ref.name
+
+    if not history.model_found:
+        status.failed_evaluations = (status.failed_evaluations or 0) + 1
+        c.set("Evaluated", FALSE, "ModelNotFound", f"MLModel {model} does not exist in this namespace")
+        c.set("DriftDetected", UNKNOWN, "NotEvaluated", f"MLModel {model} does not exist")
+        plan.outcome = "model-missing"
+        return _finish(plan, c)
+
+    failed = [r for r in readings if r.error is not None]
+    if failed:
+        status.failed_evaluations = (status.failed_evaluations or 0) + 1
+        first = failed[0]
+        message = "; ".join(f"check {r.name}: {r.error}" for r in failed)
+        c.set("Evaluated", UNKNOWN, first.error_reason, f"{message} (no retrain while checks cannot be evaluated)")
+        c.set("DriftDetected", UNKNOWN, "NotEvaluated", "the last evaluation failed; see Evaluated")
+        status.checks = [CheckStatus(name=r.name, message=r.error[:1024] if r.error else None) for r in readings]
+        plan.outcome = "unavailable"
+        if (status.failed_evaluations or 0) == 1:
+            plan.events.append(("Warning", first.error_reason, message[:1024]))
+        return _finish(plan, c)
+
+    status.failed_evaluations = 0
+    by_name = {check.name: check for check in spec.checks}
+    checks, breaching_now, sustained = [], [], []
+    for r in readings:
+        threshold = by_name[r.name].threshold
+        over = r.value is not None and r.value > threshold
+        held = r.sustained is not None and r.sustained > threshold
+        checks.append(
+            CheckStatus(name=r.name, value=r.value, feature=r.feature, sustained_value=r.sustained, breaching=over)
+        )
+        where = f" on {r.feature}" if r.feature else ""
+        if over:
+            breaching_now.append(f"{r.name} {_fmt(r.value)} > {threshold:g}{where}")
+        if held:
+            sustained.append(f"{r.name} {_fmt(r.sustained)} > {threshold:g}{where} for {spec.trigger.for_}")
+    status.checks = checks
+    c.set("Evaluated", TRUE, "Evaluated", f"{len(readings)} check(s) evaluated")
+    needed = spec.trigger.min_failing_checks
+    if len(breaching_now) >= needed:
+        status.breaching_since = status.breaching_since or rfc3339(now)
+    else:
+        status.breaching_since = None
+    detected = len(sustained) >= needed
+    budget_reason, budget_message = _budget(spec, week_runs, history)
+    if budget_reason:
+        c.set("BudgetExhausted", TRUE, budget_reason, budget_message)
+    else:
+        c.set("BudgetExhausted", FALSE, "WithinBudget", f"{len(week_runs)} drift retrain(s) in the last 7 days")
+
+    if not detected:
+        pending = (
+            f"; breaching now, not yet for {spec.trigger.for_}: {', '.join(breaching_now)}" if breaching_now else ""
+        )
+        c.set("DriftDetected", FALSE, "WithinThresholds", f"no check breached for {spec.trigger.for_}{pending}")
+        status.suppressed = None
+        plan.outcome = "ok"
+        return _finish(plan, c)
+
+    summary = ", ".join(sustained)
+    c.set("DriftDetected", TRUE, "ThresholdBreached", summary)
+    newly = previous_detected is None or previous_detected.status != TRUE
+    if spec.action == "Alert":
+        plan.outcome = "alert"
+        if newly:
+            plan.events.append(("Warning", "DriftDetected", f"drift on model {model}: {summary}"))
+        return _finish(plan, c)
+
+    if newly:
+        plan.events.append(("Warning", "DriftDetected", f"drift on model {model}: {summary}"))
+    why = _suppression(spec, status, history, budget_reason, budget_message, now)
+    if why is not None:
+        key, message = why
+        plan.outcome = f"suppressed-{key}"
+        if status.suppressed != message:
+            plan.events.append(("Warning" if key == "budget" else "Normal", "RetrainSuppressed", message))
+        status.suppressed = message
+        return _finish(plan, c)
+    status.suppressed = None
+    status.last_triggered_time = rfc3339(now)
+    status.retrains_this_week = len(week_runs) + 1
+    plan.retrain = True
+    plan.retrain_message = summary
+    plan.outcome = "retrain"
+    return _finish(plan, c)
+
+
+def _budget(spec: Any, week_runs: Sequence[datetime.datetime], history: RetrainHistory) -> tuple[str, str]:
+    budget = spec.budget
+    if len(week_runs) >= budget.max_retrains_per_week:
+        return (
+            "MaxRetrainsPerWeek",
+            f"{len(week_runs)} drift retrain(s) in the last 7 days reach budget.maxRetrainsPerWeek "
+            f"{budget.max_retrains_per_week}",
+        )
+    if budget.gpu_hours_per_month is not None and history.gpu_hours_this_month >= budget.gpu_hours_per_month:
+        return (
+            "GpuHoursPerMonth",
+            f"{history.gpu_hours_this_month:.2f} GPU-hours of training this month reach budget.gpuHoursPerMonth "
+            f"{budget.gpu_hours_per_month:g}",
+        )
+    return "", ""
+
+
+def _suppression(
+    spec: Any,
+    status: DriftPolicyStatus,
+    history: RetrainHistory,
+    budget_reason: str,
+    budget_message: str,
+    now: datetime.datetime,
+) -> tuple[str, str] | None:
+    if history.active_run:
+        return "active-run", f"drift detected, no retrain: TrainingJob {history.active_run} is still running"
+    last = _ts(status.last_triggered_time)
+    cooldown = parse_duration(spec.cooldown)
+    if last is not None and (now - last).total_seconds() < cooldown:
+        until = (last + datetime.timedelta(seconds=cooldown)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return "cooldown", f"drift detected, no retrain: cooldown {spec.cooldown} since the last retrain, until {until}"
+    if budget_reason:
+        return "budget", f"drift detected, no retrain: {budget_message}"
+    return None
+
+
+def _finish(plan: PolicyPlan, c: ConditionEditor) -> PolicyPlan:
+    c.default("BudgetExhausted", FALSE, "WithinBudget")
+    plan.status.conditions = c.summarize_ready(("Evaluated",), negative=("BudgetExhausted",))
+    return plan
+
+
+def initial_status(policy: DriftPolicy, generation: int | None, now: datetime.datetime) -> DriftPolicyStatus:
+    """The status before the first evaluation."""
     status = policy.status.model_copy(deep=True)
     c = ConditionEditor(status.conditions, now=now, generation=generation)
     c.default("Evaluated", UNKNOWN, "NotEvaluatedYet", "the checks have not run yet")
     c.default("DriftDetected", UNKNOWN, "NotEvaluatedYet")
     c.default("BudgetExhausted", FALSE, "WithinBudget")
     status.conditions = c.summarize_ready(("Evaluated",), negative=("BudgetExhausted",))
-    status.observed_generation = generation
     return status
+
+
+# --- I/O
+def history_of(trainingjobs: Sequence[dict[str, Any]], now: datetime.datetime) -> RetrainHistory:
+    drift_runs, active, gpu_seconds = [], None, 0.0
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    for tj in trainingjobs:
+        created = _ts(tj["metadata"].get("creationTimestamp"))
+        status = tj.get("status") or {}
+        finished = any(
+            c.get("type") in ("Succeeded", "Failed") and c.get("status") == TRUE for c in status.get("conditions") or []
+        )
+        if not finished and active is None:
+            active = tj["metadata"]["name"]
+        if (tj.get("spec") or {}).get("reason") == "drift" and created is not None:
+            drift_runs.append(created)
+        if created is not None and created >= month_start:
+            gpu_seconds += float(status.get("gpuSeconds") or 0.0)
+    return RetrainHistory(tuple(drift_runs), active, gpu_seconds / 3600.0)
+
+
+def reconcile_driftpolicy(
+    policy: DriftPolicy,
+    generation: int | None,
+    kube: Any,
+    config: Any,
+    now: datetime.datetime,
+    prometheus_for: Any,
+) -> tuple[PolicyPlan, str | None]:
+    """One evaluation when due: (plan, name of the TrainingJob created or None). `prometheus_for(url)` gives a
+    client; tests and the operator pass the real one."""
+    from modelfleet.api.v1alpha1.mlmodel import MLModel
+    from modelfleet.builders.training import LABEL_MODEL, LABEL_VERSION, training_fingerprint
+    from modelfleet.errors import DependencyNotReady
+    from modelfleet.reconcilers.common import parse
+    from modelfleet.reconcilers.mlmodel import desired_model_trainingjob
+
+    if not evaluation_due(policy, generation, now):
+        return PolicyPlan(status=policy.status), None
+    namespace = str(policy.metadata["namespace"])
+    model_name = policy.spec.model_ref.name
+    raw_model = kube.get_custom(namespace, "mlmodels", model_name)
+    if raw_model is None:
+        return decide(policy, [], RetrainHistory(model_found=False), generation=generation, now=now), None
+    tjs = kube.list_custom(namespace, "trainingjobs", f"{LABEL_MODEL}={model_name}")
+    history = history_of(tjs, now)
+    url = policy.spec.prometheus.url if policy.spec.prometheus else config.prometheus_url
+    prometheus = prometheus_for(url)
+    readings = [read_check(prometheus, q, now) for q in policy_queries(policy, namespace)]
+    plan = decide(policy, readings, history, generation=generation, now=now)
+    if not plan.retrain:
+        return plan, None
+    model = parse(MLModel, raw_model)
+    numbers = [v.number for v in model.status.versions]
+    numbers += [int((tj["metadata"].get("labels") or {}).get(LABEL_VERSION, "0") or 0) for tj in tjs]
+    number = max(numbers, default=0) + 1
+    spec = model.spec
+    fingerprint = training_fingerprint(spec.framework, spec.task, spec.dataset, spec.training, config.trainer_image)
+    body = desired_model_trainingjob(
+        model, namespace=namespace, number=number, reason="drift", fingerprint=fingerprint, config=config
+    )
+    body["metadata"].setdefault("annotations", {})["modelfleet.io/triggered-by"] = (
+        f"driftpolicy/{policy.metadata['name']}"
+    )
+    if not kube.create_custom(namespace, "trainingjobs", body):
+        # The MLModel took this version number a moment ago: try again on the next pass, status untouched.
+        raise DependencyNotReady(f"TrainingJob {body['metadata']['name']} already exists; retrying", delay=2.0)
+    name = body["metadata"]["name"]
+    plan.events.append(
+        ("Normal", "RetrainTriggered", f"created TrainingJob {name} (reason drift): {plan.retrain_message}")
+    )
+    return plan, name

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelfleet.api.v1alpha1 import API_VERSION
-from modelfleet.api.v1alpha1.mlmodel import MLModel, MLModelStatus, ModelVersion
+from modelfleet.api.v1alpha1.mlmodel import DriftSummary, MLModel, MLModelStatus, ModelVersion
 from modelfleet.api.v1alpha1.shared import LOWER_IS_BETTER, Validation
 from modelfleet.api.v1alpha1.trainingjob import TrainingResult
 from modelfleet.builders.serving import DESIRED_HASH, desired_serving, endpoint
@@ -187,6 +187,34 @@ def plan_serving(
         c.set("Serving", FALSE, "RollingOut", f"rolling out version {target.number}{keeps}")
 
 
+def mirror_drift(status: MLModelStatus, c: ConditionEditor, policies: Sequence[dict[str, Any]]) -> None:
+    """The model's Drifted condition and status.drift, from the DriftPolicies that watch it (their status is the one
+    source; the MLModel only mirrors it, so there is a single writer per object)."""
+    detected = [(p["metadata"]["name"], _cond(p, "DriftDetected")) for p in policies]
+    evaluated = [(name, d) for name, d in detected if d.get("status") in (TRUE, FALSE)]
+    if not evaluated:
+        c.set("Drifted", UNKNOWN, "NotEvaluated", "no DriftPolicy has evaluated this model")
+        return
+    drifting = [(name, d) for name, d in evaluated if d.get("status") == TRUE]
+    if drifting:
+        c.set(
+            "Drifted", TRUE, "DriftDetected", "; ".join(f"DriftPolicy {n}: {d.get('message', '')}" for n, d in drifting)
+        )
+    elif len(evaluated) == len(detected):
+        c.set("Drifted", FALSE, "WithinThresholds", f"{len(evaluated)} DriftPolicy(ies) see no drift")
+    else:
+        c.set("Drifted", UNKNOWN, "NotEvaluated", "not every DriftPolicy of this model could evaluate")
+    best: tuple[float, str | None, str | None] | None = None
+    for p in policies:
+        st = p.get("status") or {}
+        for check in st.get("checks") or []:
+            value = check.get("value")
+            if check.get("feature") and isinstance(value, int | float) and (best is None or value > best[0]):
+                best = (float(value), check["feature"], st.get("lastEvaluationTime"))
+    if best is not None:
+        status.drift = DriftSummary(score=best[0], worst_feature=best[1], time=best[2])
+
+
 def plan_mlmodel(
     model: MLModel,
     trainingjobs: Sequence[dict[str, Any]],
@@ -197,6 +225,7 @@ def plan_mlmodel(
     now: datetime.datetime,
     deployment: dict[str, Any] | None = None,
     serving_pods: Sequence[dict[str, Any]] = (),
+    drift_policies: Sequence[dict[str, Any]] = (),
 ) -> ModelPlan:
     """Pure: versions, conditions, Events and the TrainingJob to create (if any)."""
     spec = model.spec
@@ -306,7 +335,7 @@ def plan_mlmodel(
             f"version {latest.number} awaits approval: kubectl patch mlm "
             f'{name} --type=merge -p \'{{"spec":{{"serving":{{"approvedVersion":{latest.number}}}}}}}\'',
         )
-    c.default("Drifted", UNKNOWN, "NotEvaluated", "no DriftPolicy has evaluated this model")
+    mirror_drift(status, c, drift_policies)
     status.conditions = c.summarize_ready(READY_NEEDS, negative=("Degraded",))
     status.observed_generation = generation
     status.phase = compute_phase(status)
@@ -332,6 +361,11 @@ def reconcile_mlmodel(
     if model.status.versions or any((tj.get("status") or {}).get("result") for tj in owned):
         deployment = kube.get_deployment(namespace, name)
         pods = kube.list_pods(namespace, f"{LABEL_MODEL}={name},app.kubernetes.io/component=serving")
+    policies = [
+        p
+        for p in kube.list_custom(namespace, "driftpolicies")
+        if ((p.get("spec") or {}).get("modelRef") or {}).get("name") == name
+    ]
     plan = plan_mlmodel(
         model,
         owned,
@@ -341,6 +375,7 @@ def reconcile_mlmodel(
         now=now,
         deployment=deployment,
         serving_pods=pods,
+        drift_policies=policies,
     )
     if plan.create is not None:
         kube.create_custom(namespace, "trainingjobs", plan.create)

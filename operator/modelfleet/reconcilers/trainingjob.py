@@ -315,7 +315,9 @@ def reconcile_trainingjob(
     job = kube.get_job(namespace, name_of_job)
     pods = kube.list_pods(namespace, f"batch.kubernetes.io/job-name={name_of_job}") if job else []
     cache = None
-    if job is None and tj.status.job_name is None:
+    # A drift retrain exists to learn from the data as it is now: it must never reuse an earlier run's result, even
+    # when the dataset URI and the spec are unchanged (the file behind the URI is what changed).
+    if job is None and tj.status.job_name is None and spec.reason != "drift":
         cache = find_cache_source(
             kube.list_custom(namespace, "trainingjobs"),
             fingerprint,

@@ -7,8 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from modelfleet.api.v1alpha1.common import ApiModel, Conditions, Duration, LocalObjectReference, Timestamp, cel
-
-Statistic = Literal["psi", "ks", "jensenshannon", "wasserstein"]
+from modelfleet.api.v1alpha1.shared import Statistic
 
 
 class PrometheusEndpoint(ApiModel):
@@ -131,6 +130,10 @@ class CheckStatus(ApiModel):
     """The check."""
     value: float | None = None
     """Its last value (absent when it could not be evaluated)."""
+    feature: str | None = Field(default=None, max_length=128)
+    """For built-in statistics: the feature with the highest value."""
+    sustained_value: float | None = None
+    """The lowest value over trigger.for (the check breaches for the trigger only when this is above threshold)."""
     breaching: bool = False
     """Whether the value is above the threshold."""
     message: str | None = Field(default=None, max_length=1024)
@@ -160,6 +163,12 @@ class DriftPolicyStatus(ApiModel):
     """Drift retrains in the last 7 days."""
     gpu_hours_this_month: float | None = Field(default=None, ge=0)
     """GPU-hours of the model's training this calendar month."""
+    failed_evaluations: int | None = Field(default=None, ge=0)
+    """Evaluations failed in a row (Prometheus down, no data, NaN); the next one backs off exponentially."""
+    suppressed: str | None = Field(default=None, max_length=1024)
+    """Why the last detected drift did not retrain (cooldown, budget, a run in progress), while that holds."""
+    gpu_idle_since: Timestamp | None = None
+    """Since when the serving GPUs have been idle by the utilization rule."""
 
 
 class DriftPolicy(ApiModel):

@@ -7,7 +7,15 @@ from typing import Literal
 from pydantic import Field
 
 from modelfleet.api.v1alpha1.common import ApiModel, Conditions, Duration, Name, Quantity, Timestamp, cel
-from modelfleet.api.v1alpha1.shared import TRAINING_RULES, Dataset, Framework, StorageUri, Task, Training
+from modelfleet.api.v1alpha1.shared import (
+    TRAINING_RULES,
+    Dataset,
+    Framework,
+    Statistic,
+    StorageUri,
+    Task,
+    Training,
+)
 
 RiskClass = Literal["minimal", "limited", "high"]
 
@@ -36,6 +44,24 @@ class ServingResources(ApiModel):
     """Whole GPUs per serving pod."""
 
 
+DEFAULT_DRIFT_STATISTICS: tuple[Statistic, ...] = ("psi", "ks")
+
+
+class DriftMonitoring(ApiModel):
+    """What the model server measures for drift (read by DriftPolicies)."""
+
+    statistics: list[Statistic] = Field(
+        default_factory=lambda: list(DEFAULT_DRIFT_STATISTICS),
+        max_length=2,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    """At most two statistics per feature (bounded series): psi, ks, jensenshannon, wasserstein; empty: off."""
+    window_rows: int = Field(default=10_000, ge=100, le=1_000_000)
+    """The sliding window: statistics cover the last this-many rows."""
+    min_rows: int = Field(default=100, ge=10, le=100_000)
+    """No drift values are exported while the window holds fewer rows."""
+
+
 class Serving(ApiModel):
     """How the promoted version is served."""
 
@@ -49,6 +75,8 @@ class Serving(ApiModel):
     """With minReplicas 0: scale to zero after this long without requests."""
     approved_version: int | None = Field(default=None, ge=1)
     """For riskClass high: the version a human approved; only that version is served."""
+    drift_monitoring: DriftMonitoring = Field(default_factory=DriftMonitoring)
+    """What the server measures for drift."""
 
     model_config = {
         "json_schema_extra": {

@@ -15,6 +15,8 @@ LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 BUILTIN_TORCH_ARCHITECTURES = ("mlp",)
 
 Framework = Literal["sklearn", "pytorch"]
+Statistic = Literal["psi", "ks", "jensenshannon", "wasserstein"]
+"""Drift statistics the model server computes per feature."""
 Task = Literal["classification", "regression"]
 
 
