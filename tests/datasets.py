@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 
-def _table(kind: str, n_rows: int | None = None, seed: int = 0) -> Any:
+def _table(kind: str, n_rows: int | None = None, seed: int = 0, shift: dict[str, float] | None = None) -> Any:
     import pyarrow as pa
     from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 
@@ -20,6 +20,9 @@ def _table(kind: str, n_rows: int | None = None, seed: int = 0) -> Any:
         idx = rng.integers(0, len(y), n_rows)
         X = X[idx] * (1 + rng.normal(0, 0.01, (n_rows, X.shape[1])))
         y = y[idx]
+    for name, sigmas in (shift or {}).items():  # the world changing: a feature moved by this many std deviations
+        j = names.index(name)
+        X[:, j] = X[:, j] + sigmas * X[:, j].std()
     cols = {n: pa.array(X[:, j]) for j, n in enumerate(names)}
     if kind == "breast_cancer":  # a categorical column derived from the data, so pipelines see both kinds
         cols["size_band"] = pa.array(np.where(X[:, 0] > 15, "large", np.where(X[:, 0] > 12, "medium", "small")))
@@ -40,11 +43,13 @@ def feature_spec(kind: str) -> list[dict[str, str]]:
     ]
 
 
-def write(kind: str, path: Path, fmt: str = "csv", n_rows: int | None = None) -> Path:
+def write(
+    kind: str, path: Path, fmt: str = "csv", n_rows: int | None = None, shift: dict[str, float] | None = None
+) -> Path:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    table = _table(kind, n_rows)
+    table = _table(kind, n_rows, shift=shift)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         pacsv.write_csv(table, path)

@@ -49,6 +49,8 @@ class OperatorConfig:
     """Where training and serving pods mount the claims named by pvc:// URIs."""
     poll_seconds: float = 3.0
     """How often running TrainingJobs and MLModels are reconciled by level (timers)."""
+    activity_seconds: float = 30.0
+    """How often a serving model's request activity and GPU use are read from Prometheus."""
     namespaces: tuple[str, ...] = field(default_factory=tuple)
     """Namespaces to watch; empty means the whole cluster."""
 
@@ -62,5 +64,6 @@ class OperatorConfig:
             server_image=os.environ.get("MODELFLEET_SERVER_IMAGE", cls.server_image),
             stuck_pending_seconds=float(os.environ.get("MODELFLEET_STUCK_PENDING_SECONDS", cls.stuck_pending_seconds)),
             poll_seconds=float(os.environ.get("MODELFLEET_POLL_SECONDS", cls.poll_seconds)),
+            activity_seconds=float(os.environ.get("MODELFLEET_ACTIVITY_SECONDS", cls.activity_seconds)),
             namespaces=_list("MODELFLEET_NAMESPACES", ()),
         )

@@ -35,3 +35,8 @@ RETRAINS_SUPPRESSED = Counter(
     "Detected drift that did not retrain, by reason (cooldown, budget, active-run, prometheus-unavailable).",
     ["namespace", "model", "reason"],
 )
+GPU_HOURS = Counter(
+    "modelfleet_gpu_hours",
+    "GPU-hours allocated to models, by phase (training: at each run's end; serving: as the operator observes it).",
+    ["namespace", "model", "phase"],
+)

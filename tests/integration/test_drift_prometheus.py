@@ -412,3 +412,85 @@ def test_the_operator_writes_policy_status_and_mirrors_drift_into_the_model(
     finally:
         op.stop()
         prom.stop()
+
+
+def gpu_history(namespace: str, pod: str, values: list[float], step: float = 60.0) -> str:
+    now = time.time()
+    labels = {"namespace": namespace, "pod": pod, "gpu": "0", "instance": "dcgm:9400"}
+    points = [(now - step * (len(values) - 1 - i), v) for i, v in enumerate(values)]
+    return openmetrics([("DCGM_FI_DEV_GPU_UTIL", labels, points)])
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([2.0] * 40, ("True", "BelowThreshold")),
+        ([2.0] * 30 + [60.0] + [2.0] * 9, ("False", "InUse")),
+        ([2.0] * 10, ("False", "NotEnoughHistory")),
+    ],
+)
+def test_utilization_rule_reads_dcgm_history(
+    api: ApiKube,
+    model: dict[str, Any],
+    namespace: str,
+    prometheus_dir: Path,
+    values: list[float],
+    expected: tuple[str, str],
+) -> None:
+    prom = PrometheusServer(prometheus_dir)
+    prom.backfill(gpu_history(namespace, f"{MODEL}-6d4b8c7f9-x2kq8", values))  # one point a minute
+    prom.start()
+    try:
+        policy = new_policy(
+            namespace,
+            checks=[{"name": "fine", "query": "vector(0)", "threshold": 1}],
+            trigger={"for": "0s"},
+            utilization={"gpuIdleBelowPercent": 5, "for": "30m", "action": "ScaleDown"},
+        )
+        plan, _ = evaluate(policy, api, prom.url)
+        assert cond(policy, "GpuIdle")[:2] == expected
+        if expected[0] == "True":
+            assert policy.status.gpu_idle_since and any(e[1] == "GpuIdle" for e in plan.events)
+    finally:
+        prom.stop()
+
+
+def test_gpu_utilisation_of_a_run_from_a_scraped_dcgm_exporter(namespace: str, tmp_path: Path) -> None:
+    import json
+
+    from modelfleet.devcluster.dcgm import serve
+    from modelfleet.devcluster.processes import free_port
+    from modelfleet.reconcilers.utilization import read_training_gpu_percent
+
+    values = tmp_path / "dcgm.json"
+    values.write_text(json.dumps([{"namespace": namespace, "pod": "churn-v1-abcde", "util": 42.0}]))
+    port = free_port()
+    exporter = serve(port, values)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    prom = PrometheusServer(tmp_path / "prometheus", [static_job("dcgm", [f"127.0.0.1:{port}"], {})]).start()
+    try:
+        start = datetime.datetime.now(datetime.UTC)
+        prom.wait_for_series("DCGM_FI_PROF_GR_ENGINE_ACTIVE")
+        time.sleep(3)
+        client = Prometheus(prom.url)
+        percent = read_training_gpu_percent(client, namespace, "churn-v1", start, datetime.datetime.now(datetime.UTC))
+        assert percent == pytest.approx(42.0)
+        # Without the profiling metric group the device utilisation is the fallback; another Job's pods don't count.
+        values.write_text(
+            json.dumps(
+                [
+                    {"namespace": namespace, "pod": "churn-v2-fghij", "util": 17.0, "profiling": False},
+                    {"namespace": namespace, "pod": "other-v1-zzzzz", "util": 99.0},
+                ]
+            )
+        )
+        wait_for(lambda: prom.query('DCGM_FI_DEV_GPU_UTIL{pod="churn-v2-fghij"}'), 30, "the new values scraped")
+        time.sleep(2)
+        now = datetime.datetime.now(datetime.UTC)
+        assert read_training_gpu_percent(client, namespace, "churn-v2", now - datetime.timedelta(seconds=2), now) == (
+            pytest.approx(17.0)
+        )
+        assert read_training_gpu_percent(client, namespace, "churn-v9", start, now) is None
+    finally:
+        prom.stop()
+        exporter.shutdown()

@@ -65,8 +65,8 @@ def test_builtin_check_weights_pods_by_window_rows_and_escapes_feature_names() -
         'modelfleet_feature_drift{namespace="team-a",model="churn",statistic="ks",feature=~"a\\\\.b|x\\"y"}' in q.values
     )
     assert "* on (instance) group_left modelfleet_drift_window_rows" in q.values
-    assert q.sustained == f"min_over_time((max({q.values}))[300s:30s])"
-    assert q.coverage is not None and q.coverage.startswith("count_over_time(") and q.points == 10
+    assert q.sustained == f"min_over_time((max({q.values}))[300s:5s])"
+    assert q.coverage is not None and q.coverage.startswith("count_over_time(") and q.points == 60
 
 
 def test_custom_query_templates_and_zero_for() -> None:
@@ -214,9 +214,9 @@ def test_read_check_turns_bad_answers_into_errors(answers: list[Any], reason: st
 def test_read_check_needs_a_fully_covered_span() -> None:
     q = policy_queries(policy(), "ns")[0]
     values = [Sample({"feature": "a"}, 0.1), Sample({"feature": "b"}, 0.7)]
-    full = read_check(FakeAnswers([values, [Sample({}, 10)], [Sample({}, 0.3)]]), q, T0)
+    full = read_check(FakeAnswers([values, [Sample({}, 60)], [Sample({}, 0.3)]]), q, T0)
     assert (full.value, full.feature, full.sustained) == (0.7, "b", 0.3)
-    partial = read_check(FakeAnswers([values, [Sample({}, 4)], [Sample({}, 0.3)]]), q, T0)
+    partial = read_check(FakeAnswers([values, [Sample({}, 24)], [Sample({}, 0.3)]]), q, T0)
     assert partial.sustained is None
 
 

@@ -61,10 +61,18 @@ def endpoint(name: str, namespace: str) -> str:
 
 
 def desired_serving(
-    *, name: str, namespace: str, uid: str, spec: MLModelSpec, version: ModelVersion, config: OperatorConfig
+    *,
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: MLModelSpec,
+    version: ModelVersion,
+    config: OperatorConfig,
+    pinned_replicas: int | None = None,
 ) -> list[dict[str, Any]]:
     """[Deployment, Service, (HPA), (PDB)] serving `version`. The Deployment carries a hash of all of them, so the
-    operator re-applies only when something changed."""
+    operator re-applies only when something changed. `pinned_replicas` (scaled to zero when idle, or down to
+    minReplicas while its GPUs idle) fixes the replica count and drops the HPA and the PDB."""
     serving = spec.serving
     labels = serving_labels(name, spec.owner.team)
     pod_labels = {**labels, LABEL_VERSION: str(version.number)}
@@ -80,7 +88,7 @@ def desired_serving(
     if res.gpu:
         limits["nvidia.com/gpu"] = str(res.gpu)
     probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 2, "failureThreshold": 3}
-    autoscaled = serving.max_replicas > max(serving.min_replicas, 1)
+    autoscaled = pinned_replicas is None and serving.max_replicas > max(serving.min_replicas, 1)
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(name)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -153,8 +161,9 @@ def desired_serving(
             },
         },
     }
+    replicas = max(serving.min_replicas, 1) if pinned_replicas is None else pinned_replicas
     if not autoscaled:
-        deployment_spec["replicas"] = max(serving.min_replicas, 1)
+        deployment_spec["replicas"] = replicas
     meta = {"namespace": namespace, "labels": labels, "ownerReferences": owner(name, uid)}
     objects: list[dict[str, Any]] = [
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, **meta}, "spec": deployment_spec},
@@ -187,7 +196,7 @@ def desired_serving(
                 },
             }
         )
-    if max(serving.min_replicas, 1) >= 2:
+    if replicas >= 2:
         objects.append(
             {
                 "apiVersion": "policy/v1",

@@ -2,9 +2,8 @@
 
 `PrometheusServer` writes a configuration, optionally backfills history with `promtool tsdb create-blocks-from
 openmetrics` (so time-dependent behaviour is tested without waiting), starts `prometheus` on a free loopback port and
-stops it. `kubernetes_pods_job` is the scrape job the dev cluster uses: pods are discovered through the Kubernetes
-API (kubernetes_sd_configs with the cluster's kubeconfig), kept when they carry `prometheus.io/scrape: "true"`, and
-labelled with `namespace` and `pod`, as the usual Prometheus recipes and PodMonitors do."""
+stops it. `PodDiscovery` is how it finds the dev cluster's pods: through the Kubernetes API, served to Prometheus as
+HTTP service discovery (Debian's build has no kubernetes_sd_configs)."""
 
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ import math
 import os
 import shutil
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -40,31 +40,83 @@ def static_job(name: str, targets: Sequence[str], labels: Mapping[str, str], int
     }
 
 
-def kubernetes_pods_job(kubeconfig: Path, interval: str = "2s") -> dict[str, Any]:
-    """Pods that ask to be scraped (prometheus.io/scrape, /port, /path annotations), labelled namespace and pod."""
-    meta = "__meta_kubernetes_pod_"
-    return {
-        "job_name": "kubernetes-pods",
-        "scrape_interval": interval,
-        "kubernetes_sd_configs": [{"role": "pod", "kubeconfig_file": str(kubeconfig)}],
-        "relabel_configs": [
-            {"source_labels": [f"{meta}annotation_prometheus_io_scrape"], "action": "keep", "regex": "true"},
-            {"source_labels": [f"{meta}phase"], "action": "keep", "regex": "Running"},
+def pods_to_scrape(pods: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """HTTP service-discovery targets for running pods that ask to be scraped (prometheus.io/scrape, /port, /path
+    annotations), labelled with `namespace` and `pod` as the usual Prometheus recipes and PodMonitors do."""
+    targets = []
+    for pod in pods:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        annotations = meta.get("annotations") or {}
+        if annotations.get("prometheus.io/scrape") != "true" or status.get("phase") != "Running":
+            continue
+        if not status.get("podIP") or not annotations.get("prometheus.io/port"):
+            continue
+        targets.append(
             {
-                "source_labels": [f"{meta}ip", f"{meta}annotation_prometheus_io_port"],
-                "regex": "(.+);(.+)",
-                "target_label": "__address__",
-                "replacement": "$1:$2",
-            },
-            {
-                "source_labels": [f"{meta}annotation_prometheus_io_path"],
-                "regex": "(.+)",
-                "target_label": "__metrics_path__",
-            },
-            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-            {"source_labels": [f"{meta}name"], "target_label": "pod"},
-        ],
-    }
+                "targets": [f"{status['podIP']}:{annotations['prometheus.io/port']}"],
+                "labels": {
+                    "namespace": meta.get("namespace", ""),
+                    "pod": meta.get("name", ""),
+                    "__metrics_path__": annotations.get("prometheus.io/path", "/metrics"),
+                },
+            }
+        )
+    return targets
+
+
+class PodDiscovery:
+    """Prometheus' Kubernetes pod discovery for the dev cluster, as an HTTP service-discovery endpoint.
+
+    Debian's Prometheus is built without kubernetes_sd_configs, so this small bridge lists pods from the API server on
+    every refresh and answers in the http_sd format; the scrape job is `http_sd_configs` pointing at it."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from modelfleet.clients.kube import api_client
+
+        core = _core_api(api_client(str(kubeconfig)))
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # the http.server API
+                try:
+                    resp = core.list_pod_for_all_namespaces(_preload_content=False, _request_timeout=5)
+                    body = json.dumps(pods_to_scrape(json.loads(resp.data)["items"])).encode()
+                    self.send_response(200)
+                except Exception as e:  # the API server restarting: Prometheus keeps its last targets
+                    body = f"listing pods failed: {e}".encode()
+                    self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/targets"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> PodDiscovery:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def job(self, interval: str = "2s") -> dict[str, Any]:
+        return {
+            "job_name": "kubernetes-pods",
+            "scrape_interval": interval,
+            "http_sd_configs": [{"url": self.url, "refresh_interval": interval}],
+        }
+
+
+def _core_api(api: Any) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(api)
 
 
 class PrometheusServer:

@@ -16,7 +16,7 @@ POLL_SECONDS = OperatorConfig.from_env().poll_seconds
 
 
 def _reconcile(obj: MLModel, generation: int | None, deps: Any, now: Any) -> Any:
-    return reconcile_mlmodel(obj, generation, deps.kube, deps.config, now)
+    return reconcile_mlmodel(obj, generation, deps.kube, deps.config, now, deps.prometheus_for)
 
 
 @kopf.on.resume(GROUP, VERSION, "mlmodels")

@@ -35,8 +35,10 @@ def _regex_alternatives(values: Sequence[str]) -> str:
 
 
 def subquery_step(for_seconds: float) -> float:
-    """Resolution of the `for` subquery: about ten points, between 5 s and 1 min."""
-    return min(60.0, max(5.0, for_seconds / 10))
+    """Resolution of the `for` subquery: a sixtieth of the span, between 1 s and 15 s. At or below the usual scrape
+    intervals (15-60 s), so the subquery sees every sample and a dip between two steps cannot be missed (a coarser
+    step aliased a value flapping at the scrape rate into "always breaching")."""
+    return min(15.0, max(1.0, for_seconds / 60))
 
 
 def _seconds(value: float) -> str:
@@ -332,6 +334,65 @@ def _finish(plan: PolicyPlan, c: ConditionEditor) -> PolicyPlan:
     return plan
 
 
+@dataclass(frozen=True)
+class GpuReading:
+    """The serving GPUs' highest utilisation over the rule's `for`, and whether data covers that whole span."""
+
+    peak_percent: float | None = None
+    covered: bool = False
+    error: str | None = None
+
+
+def read_gpu_idle(
+    prometheus: Any, namespace: str, model: str, for_seconds: float, now: datetime.datetime
+) -> GpuReading:
+    from modelfleet.errors import PrometheusUnavailable
+    from modelfleet.reconcilers.utilization import gpu_coverage_query, gpu_percent_query, serving_pods
+
+    span, step = _seconds(for_seconds), subquery_step(for_seconds)
+    pods = serving_pods(model)
+    try:
+        peak = prometheus.query(gpu_percent_query(namespace, pods, span, over="max", across="max"), at=now)
+        covered = prometheus.query(gpu_coverage_query(namespace, pods, span, _seconds(step)), at=now)
+    except PrometheusUnavailable as e:
+        return GpuReading(error=str(e))
+    if not peak or not _usable(peak[0].value):
+        return GpuReading(error="no GPU series (DCGM exporter) for the model's serving pods")
+    return GpuReading(peak[0].value, bool(covered) and covered[0].value >= int(for_seconds // step))
+
+
+def decide_utilization(
+    policy: DriftPolicy, plan: PolicyPlan, reading: GpuReading, *, generation: int | None, now: datetime.datetime
+) -> None:
+    """GpuIdle on the policy (the MLModel reads it and scales down when the rule's action is ScaleDown)."""
+    rule = policy.spec.utilization
+    status = plan.status
+    c = ConditionEditor(status.conditions, now=now, generation=generation)
+    if rule is None:
+        status.gpu_idle_since = None
+        status.conditions = [x for x in status.conditions if x.type != "GpuIdle"]
+        return
+    previous = get_condition(status.conditions, "GpuIdle")
+    if reading.error is not None:
+        c.set("GpuIdle", UNKNOWN, "NoData", reading.error)
+    elif not reading.covered:
+        c.set("GpuIdle", FALSE, "NotEnoughHistory", f"GPU data does not yet cover {rule.for_}")
+        status.gpu_idle_since = None
+    elif reading.peak_percent is not None and reading.peak_percent < rule.gpu_idle_below_percent:
+        message = (
+            f"serving GPUs peaked at {reading.peak_percent:.1f}% over {rule.for_} (below "
+            f"{rule.gpu_idle_below_percent:g}%); action {rule.action}"
+        )
+        c.set("GpuIdle", TRUE, "BelowThreshold", message)
+        status.gpu_idle_since = status.gpu_idle_since or rfc3339(now)
+        if previous is None or previous.status != TRUE:
+            plan.events.append(("Warning", "GpuIdle", message))
+    else:
+        c.set("GpuIdle", FALSE, "InUse", f"serving GPUs peaked at {_fmt(reading.peak_percent)}% over {rule.for_}")
+        status.gpu_idle_since = None
+    status.conditions = c.items
+
+
 def initial_status(policy: DriftPolicy, generation: int | None, now: datetime.datetime) -> DriftPolicyStatus:
     """The status before the first evaluation."""
     status = policy.status.model_copy(deep=True)
@@ -391,6 +452,11 @@ def reconcile_driftpolicy(
     prometheus = prometheus_for(url)
     readings = [read_check(prometheus, q, now) for q in policy_queries(policy, namespace)]
     plan = decide(policy, readings, history, generation=generation, now=now)
+    if policy.spec.utilization is not None:
+        gpu = read_gpu_idle(prometheus, namespace, model_name, parse_duration(policy.spec.utilization.for_), now)
+        decide_utilization(policy, plan, gpu, generation=generation, now=now)
+    else:
+        decide_utilization(policy, plan, GpuReading(), generation=generation, now=now)
     if not plan.retrain:
         return plan, None
     model = parse(MLModel, raw_model)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelfleet.api.v1alpha1 import API_VERSION
-from modelfleet.api.v1alpha1.mlmodel import DriftSummary, MLModel, MLModelStatus, ModelVersion
+from modelfleet.api.v1alpha1.mlmodel import DriftSummary, MLModel, MLModelStatus, ModelVersion, Utilization
 from modelfleet.api.v1alpha1.shared import LOWER_IS_BETTER, Validation
 from modelfleet.api.v1alpha1.trainingjob import TrainingResult
 from modelfleet.builders.serving import DESIRED_HASH, desired_serving, endpoint
@@ -18,9 +18,12 @@ from modelfleet.builders.training import LABEL_FINGERPRINT, LABEL_MODEL, LABEL_T
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import InvalidSpec
 from modelfleet.faults import crash_point
+from modelfleet.metrics import GPU_HOURS
 from modelfleet.reconcilers.common import check_training
 from modelfleet.reconcilers.outcome import Event, Outcome
+from modelfleet.reconcilers.scaling import SCALE_UP_ANNOTATION, pinned_replicas, record_activity
 from modelfleet.reconcilers.serving import choose_version, rollout_complete, rollout_failure
+from modelfleet.reconcilers.utilization import Activity, read_activity
 from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition
 
 READY_NEEDS = ("Trained", "Serving", "Approved")
@@ -35,6 +38,7 @@ class ModelPlan:
     create: dict[str, Any] | None = None
     apply: list[dict[str, Any]] = field(default_factory=list)  # serving objects to (re-)apply
     events: list[Event] = field(default_factory=list)
+    serving_gpu_seconds: float = 0.0  # observed this pass, for the cost counter
 
 
 def _cond(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
@@ -137,6 +141,7 @@ def plan_serving(
     deployment: dict[str, Any] | None,
     pods: Sequence[dict[str, Any]],
     config: OperatorConfig,
+    pinned: int | None = None,
 ) -> None:
     """Serving conditions and objects: the chosen version's rollout, and a rollback when its pods fail."""
     spec = model.spec
@@ -168,12 +173,27 @@ def plan_serving(
             c.set("Serving", FALSE, "NoPromotableVersion", "no trained version may be served (see versions)")
         return
     desired = desired_serving(
-        name=name, namespace=namespace, uid=str(model.metadata.get("uid", "")), spec=spec, version=target, config=config
+        name=name,
+        namespace=namespace,
+        uid=str(model.metadata.get("uid", "")),
+        spec=spec,
+        version=target,
+        config=config,
+        pinned_replicas=pinned,
     )
     current_hash = ((deployment or {}).get("metadata", {}).get("annotations") or {}).get(DESIRED_HASH)
     if current_hash != desired[0]["metadata"]["annotations"][DESIRED_HASH]:
         plan.apply = desired
-    if deployment is not None and rollout_complete(deployment, target.number):
+    if pinned == 0 and serving_now == target.number:
+        c.set(
+            "Serving",
+            FALSE,
+            "ScaledToZero",
+            f"version {target.number} is scaled to zero since "
+            f"{(status.utilization or Utilization()).scaled_to_zero_time}; requests fail until it scales up "
+            f"(kubectl annotate mlm {name} {SCALE_UP_ANNOTATION}=$(date +%s) --overwrite)",
+        )
+    elif deployment is not None and rollout_complete(deployment, target.number):
         if serving_now != target.number:
             plan.events.append(Event("Normal", "Serving", f"version {target.number} is serving"))
         status.serving_version = target.model_copy()
@@ -215,6 +235,12 @@ def mirror_drift(status: MLModelStatus, c: ConditionEditor, policies: Sequence[d
         status.drift = DriftSummary(score=best[0], worst_feature=best[1], time=best[2])
 
 
+def _annotation(model: MLModel, key: str) -> str | None:
+    annotations = model.metadata.get("annotations")
+    value = annotations.get(key) if isinstance(annotations, dict) else None
+    return str(value) if value is not None else None
+
+
 def plan_mlmodel(
     model: MLModel,
     trainingjobs: Sequence[dict[str, Any]],
@@ -226,6 +252,7 @@ def plan_mlmodel(
     deployment: dict[str, Any] | None = None,
     serving_pods: Sequence[dict[str, Any]] = (),
     drift_policies: Sequence[dict[str, Any]] = (),
+    activity: Activity | None = None,
 ) -> ModelPlan:
     """Pure: versions, conditions, Events and the TrainingJob to create (if any)."""
     spec = model.spec
@@ -320,7 +347,25 @@ def plan_mlmodel(
     else:
         c.default("Trained", UNKNOWN, "NotTrainedYet", "no version has been trained yet")
     c.default("Degraded", FALSE, "AsExpected")
-    plan_serving(model, status, c, plan, deployment=deployment, pods=serving_pods, config=config)
+    gpus_each = spec.serving.resources.gpu
+    available = int(((deployment or {}).get("status") or {}).get("availableReplicas") or 0)
+    plan.serving_gpu_seconds = record_activity(status, activity, now, serving_gpus=available * gpus_each)
+    training_gpu_seconds = sum(float((tj.get("status") or {}).get("gpuSeconds") or 0.0) for tj in tjs)
+    if training_gpu_seconds or (status.utilization and status.utilization.serving_gpu_seconds):
+        u = status.utilization = status.utilization or Utilization()
+        u.gpu_hours = round((training_gpu_seconds + (u.serving_gpu_seconds or 0.0)) / 3600.0, 4)
+    status.conditions = c.items  # the scaling rules read the Serving condition as it stands
+    pinned = pinned_replicas(
+        spec,
+        status,
+        name=name,
+        activity=activity,
+        policies=drift_policies,
+        scale_up_request=_annotation(model, SCALE_UP_ANNOTATION),
+        now=now,
+        events=plan.events,
+    )
+    plan_serving(model, status, c, plan, deployment=deployment, pods=serving_pods, config=config, pinned=pinned)
     if spec.risk_class != "high":
         c.set("Approved", TRUE, "NotRequired", f"riskClass {spec.risk_class} needs no approval")
     elif latest is None:
@@ -342,8 +387,22 @@ def plan_mlmodel(
     return plan
 
 
+def activity_due(model: MLModel, config: OperatorConfig, now: datetime.datetime) -> bool:
+    observed = (model.status.utilization or Utilization()).observed_time
+    if observed is None:
+        return True
+    return (now - datetime.datetime.fromisoformat(observed.replace("Z", "+00:00"))).total_seconds() >= (
+        config.activity_seconds
+    )
+
+
 def reconcile_mlmodel(
-    model: MLModel, generation: int | None, kube: Any, config: OperatorConfig, now: datetime.datetime
+    model: MLModel,
+    generation: int | None,
+    kube: Any,
+    config: OperatorConfig,
+    now: datetime.datetime,
+    prometheus_for: Any = None,
 ) -> Outcome:
     spec = model.spec
     name = str(model.metadata["name"])
@@ -366,6 +425,11 @@ def reconcile_mlmodel(
         for p in kube.list_custom(namespace, "driftpolicies")
         if ((p.get("spec") or {}).get("modelRef") or {}).get("name") == name
     ]
+    activity = None
+    if deployment is not None and prometheus_for is not None and activity_due(model, config, now):
+        urls = [((p.get("spec") or {}).get("prometheus") or {}).get("url") for p in policies]
+        url = next((u for u in urls if u), config.prometheus_url)
+        activity = read_activity(prometheus_for(url), namespace, name, gpu=spec.serving.resources.gpu > 0)
     plan = plan_mlmodel(
         model,
         owned,
@@ -376,7 +440,10 @@ def reconcile_mlmodel(
         deployment=deployment,
         serving_pods=pods,
         drift_policies=policies,
+        activity=activity,
     )
+    if plan.serving_gpu_seconds:
+        GPU_HOURS.labels(namespace, name, "serving").inc(plan.serving_gpu_seconds / 3600.0)
     if plan.create is not None:
         kube.create_custom(namespace, "trainingjobs", plan.create)
         crash_point("after-trainingjob-create")

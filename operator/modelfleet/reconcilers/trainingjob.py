@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelfleet.api.v1alpha1.trainingjob import TrainingJob, TrainingJobStatus, TrainingResult
+from modelfleet.api.v1alpha1.trainingjob import TrainingJob, TrainingJobStatus, TrainingResult, TrainingUtilization
 from modelfleet.builders.training import (
     TRAINER_CONTAINER,
     UnsupportedUri,
@@ -24,8 +24,10 @@ from modelfleet.builders.training import (
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import InvalidSpec
 from modelfleet.faults import crash_point
+from modelfleet.metrics import GPU_HOURS
 from modelfleet.reconcilers.common import check_training
 from modelfleet.reconcilers.outcome import Event, Outcome
+from modelfleet.reconcilers.utilization import read_training_gpu_percent
 from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, rfc3339
 
 TERMINAL = ("Succeeded", "Failed")
@@ -291,8 +293,30 @@ def plan_trainingjob(
     return plan
 
 
+def record_gpu_use(
+    tj: TrainingJob, before: TrainingJobStatus, after: TrainingJobStatus, config: OperatorConfig, prometheus_for: Any
+) -> None:
+    """When a run has just finished: its GPU-hours (status and the cost counter) and its average GPU utilisation."""
+    if is_terminal(before) or not is_terminal(after) or not after.gpu_seconds:
+        return
+    namespace = str(tj.metadata.get("namespace", ""))
+    model = tj.spec.model_ref.name if tj.spec.model_ref else ""
+    GPU_HOURS.labels(namespace, model, "training").inc(after.gpu_seconds / 3600.0)
+    after.utilization = TrainingUtilization(gpu_hours=round(after.gpu_seconds / 3600.0, 4))
+    start, end = _time(after.start_time), _time(after.completion_time)
+    if prometheus_for is not None and after.job_name and start and end:
+        after.utilization.gpu_percent = read_training_gpu_percent(
+            prometheus_for(config.prometheus_url), namespace, after.job_name, start, end
+        )
+
+
 def reconcile_trainingjob(
-    tj: TrainingJob, generation: int | None, kube: Any, config: OperatorConfig, now: datetime.datetime
+    tj: TrainingJob,
+    generation: int | None,
+    kube: Any,
+    config: OperatorConfig,
+    now: datetime.datetime,
+    prometheus_for: Any = None,
 ) -> Outcome:
     """observe -> plan -> apply."""
     spec = tj.spec
@@ -352,4 +376,5 @@ def reconcile_trainingjob(
         crash_point("after-job-create")  # fault-injection tests stop the operator here, before status is written
     if plan.delete_job:
         kube.delete_job(namespace, name_of_job)
+    record_gpu_use(tj, tj.status, plan.status, config, prometheus_for)
     return Outcome(plan.status, plan.events)

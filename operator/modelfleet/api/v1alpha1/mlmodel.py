@@ -186,6 +186,16 @@ class Utilization(ApiModel):
     """Requests per second over the last window."""
     last_request_time: Timestamp | None = None
     """When the last request was served."""
+    observed_time: Timestamp | None = None
+    """When these figures were read from Prometheus."""
+    serving_gpu_seconds: float | None = Field(default=None, ge=0)
+    """GPU-seconds of the serving pods so far (available replicas x GPUs each, as observed)."""
+    scaled_to_zero_time: Timestamp | None = None
+    """Set while serving is scaled to zero (minReplicas 0 and idle), since when."""
+    active_since: Timestamp | None = None
+    """The last scale-up request handled: idle time counts from here at the earliest."""
+    scale_up_request: str | None = Field(default=None, max_length=256)
+    """The value of the modelfleet.io/scale-up annotation last acted on."""
 
 
 class MLModelStatus(ApiModel):

@@ -68,6 +68,15 @@ class TrainingResult(ApiModel):
     """Wall time of the training."""
 
 
+class TrainingUtilization(ApiModel):
+    """GPU use of a finished run."""
+
+    gpu_percent: float | None = None
+    """Average utilisation of the run's GPUs over its duration, in percent."""
+    gpu_hours: float | None = Field(default=None, ge=0)
+    """GPU-hours allocated to the run (gpuSeconds / 3600)."""
+
+
 class TrainingJobStatus(ApiModel):
     """The observed state of a training run."""
 
@@ -93,6 +102,8 @@ class TrainingJobStatus(ApiModel):
     """What the run produced."""
     gpu_seconds: float | None = Field(default=None, ge=0)
     """GPU-seconds: the number of GPUs times the seconds from start to finish."""
+    utilization: TrainingUtilization | None = None
+    """GPU use of the run, read from Prometheus (DCGM exporter) when it finished."""
 
 
 class TrainingJob(ApiModel):

@@ -1,0 +1,111 @@
+"""Scale to zero when idle, and down to minReplicas while the serving GPUs idle (pure).
+
+Evidence comes from Prometheus (the server's request counter and last-request time, read by `read_activity`) and from
+the model's DriftPolicies (their GpuIdle condition). No evidence means no change: a model is never scaled down because
+Prometheus is down or has not scraped its pods yet.
+
+While at zero nothing answers: a request to the Service fails (no endpoints) until serving scales up again. It scales
+up when the `modelfleet.io/scale-up` annotation gets a new value (any value, e.g. a timestamp), or when the spec asks
+for replicas (minReplicas > 0). There is no request-buffering activator as in Knative/KServe; see docs/drift.md."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+from modelfleet.api.v1alpha1.common import parse_duration
+from modelfleet.api.v1alpha1.mlmodel import MLModelSpec, MLModelStatus, Utilization
+from modelfleet.reconcilers.outcome import Event
+from modelfleet.reconcilers.utilization import Activity
+from modelfleet.status.conditions import TRUE, get_condition, rfc3339
+
+SCALE_UP_ANNOTATION = "modelfleet.io/scale-up"
+
+
+def _time(value: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def gpu_idle_scale_down(policies: Sequence[dict[str, Any]]) -> str | None:
+    """The name of a DriftPolicy whose utilization rule says ScaleDown and whose GpuIdle is True, if any."""
+    for p in policies:
+        rule = (p.get("spec") or {}).get("utilization") or {}
+        conditions = (p.get("status") or {}).get("conditions") or []
+        idle: dict[str, Any] = next((c for c in conditions if c.get("type") == "GpuIdle"), {})
+        if rule.get("action") == "ScaleDown" and idle.get("status") == TRUE:
+            return str(p["metadata"]["name"])
+    return None
+
+
+def record_activity(
+    status: MLModelStatus, activity: Activity | None, now: datetime.datetime, serving_gpus: int = 0
+) -> float:
+    """Copies a fresh reading into status.utilization; returns the serving GPU-seconds since the last reading."""
+    if activity is None:
+        return 0.0
+    u = status.utilization = status.utilization or Utilization()
+    previous = _time(u.observed_time)
+    added = max(0.0, (now - previous).total_seconds()) * serving_gpus if previous else 0.0
+    if added:
+        u.serving_gpu_seconds = round((u.serving_gpu_seconds or 0.0) + added, 3)
+    u.observed_time = rfc3339(now)
+    if activity.scraped:
+        u.request_rate = None if activity.request_rate is None else round(activity.request_rate, 4)
+        if activity.last_request is not None:
+            u.last_request_time = rfc3339(activity.last_request)
+        if activity.gpu_percent is not None:
+            u.gpu_percent = round(activity.gpu_percent, 2)
+    return added
+
+
+def pinned_replicas(
+    spec: MLModelSpec,
+    status: MLModelStatus,
+    *,
+    name: str,
+    activity: Activity | None,
+    policies: Sequence[dict[str, Any]],
+    scale_up_request: str | None,
+    now: datetime.datetime,
+    events: list[Event],
+) -> int | None:
+    """None: serve as the spec says. 0: scaled to zero. n: pinned to minReplicas while GPUs idle."""
+    serving = spec.serving
+    u = status.utilization = status.utilization or Utilization()
+    if scale_up_request and scale_up_request != u.scale_up_request:
+        u.scale_up_request = scale_up_request
+        u.active_since = rfc3339(now)
+        if u.scaled_to_zero_time:
+            events.append(Event("Normal", "ScaledUp", f"scale-up requested ({SCALE_UP_ANNOTATION}); serving again"))
+            u.scaled_to_zero_time = None
+    gpu_policy = gpu_idle_scale_down(policies)
+    if serving.min_replicas > 0:
+        u.scaled_to_zero_time = None
+        if gpu_policy and serving.max_replicas > serving.min_replicas:
+            return serving.min_replicas
+        return None
+    if u.scaled_to_zero_time:
+        return 0
+    if activity is None or not activity.scraped:
+        return None  # no evidence either way: keep serving
+    serving_cond = get_condition(status.conditions, "Serving")
+    serving_since = _time(serving_cond.last_transition_time) if serving_cond and serving_cond.status == TRUE else None
+    if serving_since is None:
+        return None  # not serving yet (first rollout): nothing to be idle from
+    last = max(t for t in (_time(u.last_request_time), _time(u.active_since), serving_since) if t is not None)
+    idle_after = parse_duration(serving.idle_after)
+    idle = (now - last).total_seconds() >= idle_after
+    if not idle and not gpu_policy:
+        return None
+    why = f"its GPUs are idle (DriftPolicy {gpu_policy})" if gpu_policy else f"no requests for {serving.idle_after}"
+    u.scaled_to_zero_time = rfc3339(now)
+    events.append(
+        Event(
+            "Normal",
+            "ScaledToZero",
+            f"scaled to zero: {why}; requests fail until it scales up: "
+            f"kubectl annotate mlm {name} {SCALE_UP_ANNOTATION}=$(date +%s) --overwrite",
+        )
+    )
+    return 0
