@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import signal
@@ -422,3 +423,93 @@ def test_bad_drift_settings_stop_the_server_with_a_clear_error(artifacts: dict[s
     server = Server(artifacts["sklearn"], "--drift-statistics", "psi,chi2")
     assert server.proc.wait(timeout=60) == 2
     assert server.proc.stdout is not None and "unknown drift statistic(s) ['chi2']" in server.proc.stdout.read()
+
+
+def _pickled_artifact(artifacts: dict[str, Path], tmp_path: Path, payload: bytes) -> tuple[Path, str]:
+    """The trainer's artifact with its model as model.joblib instead of skops, re-digested (a pinned pickle)."""
+    from modelfleet.artifact.digest import DIGEST_FILE, directory_digest
+
+    copy = tmp_path / "pickled"
+    shutil.copytree(artifacts["sklearn"], copy)
+    (copy / "model.skops").unlink()
+    (copy / "model.joblib").write_bytes(payload)
+    digest = directory_digest(copy)
+    (copy / DIGEST_FILE).write_text(digest)
+    return copy, digest
+
+
+def test_a_pickle_loads_only_when_allowed_and_pinned(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    import io
+
+    import joblib
+
+    features = [(f["name"], f["type"]) for f in feature_spec("breast_cancer")]
+    original = SklearnPredictor.load(artifacts["sklearn"], features)
+    buffer = io.BytesIO()
+    joblib.dump(original.pipeline, buffer)
+    copy, digest = _pickled_artifact(artifacts, tmp_path, buffer.getvalue())
+
+    refused = Server(copy, "--expected-digest", digest)  # pinned but not opted in
+    assert refused.proc.wait(timeout=60) == 2
+    unpinned = Server(copy, "--allow-pickle")  # opted in but not pinned
+    assert unpinned.proc.wait(timeout=60) == 2
+    assert "--allow-pickle needs --expected-digest" in (unpinned.proc.stdout.read() if unpinned.proc.stdout else "")
+
+    server = Server(copy, "--allow-pickle", "--expected-digest", digest).wait_ready()
+    try:
+        cols = rows("breast_cancer", artifacts["bc"], 8)
+        status, body = server.post("/v2/models/m/infer", v2_inputs(cols))
+        assert status == 200
+        assert body["outputs"][0]["data"] == original.predict(cols)[0].tolist()
+    finally:
+        server.stop()
+
+
+def test_a_pinned_pickle_with_another_digest_never_runs(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+    copy, _ = _pickled_artifact(artifacts, tmp_path, pickle.dumps(Payload(marker)))
+    server = Server(copy, "--allow-pickle", "--expected-digest", "sha256:" + "1" * 64)
+    assert server.proc.wait(timeout=60) == 2
+    assert "rejected before loading" in (server.proc.stdout.read() if server.proc.stdout else "")
+    assert not marker.exists()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_several_workers_share_the_port_the_metrics_and_the_drift_window(artifacts: dict[str, Path]) -> None:
+    import concurrent.futures
+
+    server = Server(artifacts["sklearn"], "--workers", "2", "--drift-min-rows", "50").wait_ready()
+    try:
+        workers = _children(server.proc.pid)
+        assert len(workers) == 2
+        cols = rows("breast_cancer", artifacts["bc"], 10)
+        body = v2_inputs(cols)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda _: server.post("/v2/models/m/infer", body)[0], range(40)))
+        assert codes == [200] * 40
+        time.sleep(0.6)  # each worker publishes its window within a flush period
+        # Whichever worker answers the scrape, the numbers are the sum over both.
+        for _ in range(6):
+            _, text = server.get("/metrics")
+            assert 'modelfleet_server_requests_total{code="200",model="m"} 40.0' in text
+            assert "modelfleet_server_rows_total" in text
+            window_rows, values = drift_gauges(server)
+            assert window_rows == 400 and values
+
+        # A worker that dies is replaced; the port keeps answering meanwhile.
+        os.kill(workers[0], signal.SIGKILL)
+        assert server.post("/v2/models/m/infer", body)[0] == 200
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            now = _children(server.proc.pid)  # the killed one is listed until the parent reaps it
+            if len(now) == 2 and workers[0] not in now:
+                break
+            time.sleep(0.1)
+        replaced = _children(server.proc.pid)
+        assert len(replaced) == 2 and workers[0] not in replaced
+    finally:
+        assert server.stop() == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in replaced)

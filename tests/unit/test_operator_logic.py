@@ -122,3 +122,14 @@ def test_status_patch_holds_only_what_changed() -> None:
     assert patch.status == {}
     assert write_status_if_changed(patch, current, {**current, "observedGeneration": 2})  # type: ignore[arg-type]
     assert patch.status == {"observedGeneration": 2}
+
+
+def test_status_patch_removes_nested_fields_that_went_away() -> None:
+    from modelfleet.handlers.common import merge_patch
+
+    current = {"utilization": {"scaledToZeroTime": "t", "requestRate": 0.0, "gpuHours": 1.0}, "phase": "Serving"}
+    desired = {"utilization": {"requestRate": 2.5, "gpuHours": 1.0}, "phase": "Serving"}
+    # Without the explicit null, a merge patch would keep scaledToZeroTime: the model would look scaled to zero.
+    assert merge_patch(current, desired) == {"utilization": {"scaledToZeroTime": None, "requestRate": 2.5}}
+    assert merge_patch(current, current) == {}
+    assert merge_patch({"drift": {"score": 1.0}}, {}) == {"drift": None}

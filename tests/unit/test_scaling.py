@@ -132,3 +132,18 @@ def test_gpu_queries_prefer_the_profiling_metric_and_fall_back() -> None:
         f"(avg(avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{sel}[10m])) * 100)"
         f" or (avg(avg_over_time(DCGM_FI_DEV_GPU_UTIL{sel}[10m])))"
     )
+
+
+def test_server_options_from_the_spec() -> None:
+    args = objects_args(model(workers=3, allowPickle=True, driftMonitoring={"statistics": ["psi"], "windowRows": 500}))
+    assert args[args.index("--workers") + 1] == "3" and "--allow-pickle" in args
+    assert args[args.index("--drift-statistics") + 1] == "psi"
+    assert args[args.index("--drift-window-rows") + 1] == "500"
+    plain = objects_args(model())
+    assert "--workers" not in plain and "--allow-pickle" not in plain
+    assert plain[plain.index("--drift-statistics") + 1] == "psi,ks"
+
+
+def objects_args(m: MLModel) -> list[str]:
+    objs = desired_serving(name="f", namespace="ml", uid="u", spec=m.spec, version=version(1), config=OperatorConfig())
+    return list(objs[0]["spec"]["template"]["spec"]["containers"][0]["args"])

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from modelfleet.artifact.forest import CompiledForest
 from modelfleet.artifact.tabular import Columns, as_matrix
 
 MODEL_FILE = "model.skops"
@@ -95,6 +96,8 @@ class SklearnPredictor:
         self.classes: list[Any] | None = list(pipeline.classes_) if hasattr(pipeline, "classes_") else None
         self.fast = numeric_fast_path(pipeline, self.features)
         self.has_proba = self.classes is not None and hasattr(pipeline, "predict_proba")
+        self.bare = not hasattr(pipeline, "steps")  # an estimator without our preprocessing (a pinned pickle)
+        self.forest = CompiledForest.compile(pipeline if self.bare else pipeline[-1])
 
     @classmethod
     def load(cls, directory: Path, features: Sequence[tuple[str, str]]) -> SklearnPredictor:
@@ -109,13 +112,18 @@ class SklearnPredictor:
 
     def predict(self, columns: Columns) -> tuple[np.ndarray, np.ndarray | None]:
         X = as_matrix(columns, self.features)
-        if self.fast is not None:
+        if self.bare:
+            estimator = self.pipeline
+        elif self.fast is not None:
             fill, mean, scale, estimator = self.fast
             X = (np.where(np.isnan(X), fill, X) - mean) / scale
         else:
             X, estimator = self.pipeline[:-1].transform(X), self.pipeline[-1]
+        forest = self.forest if self.forest is not None and np.isfinite(X).all() else None
         if self.has_proba:
             # One pass: a classifier's predict is the class of highest probability (as scikit-learn computes it).
-            proba = estimator.predict_proba(X)
+            proba = forest.predict_proba(X) if forest is not None else estimator.predict_proba(X)
             return np.asarray(estimator.classes_)[proba.argmax(axis=1)], proba
+        if forest is not None:
+            return forest.predict_proba(X)[:, 0], None
         return estimator.predict(X), None

@@ -132,6 +132,8 @@ def desired_serving(
                                 if spec.training.estimator.startswith(BATCHED_ESTIMATOR_PREFIX)
                                 else []
                             ),
+                            *(["--allow-pickle"] if spec.serving.allow_pickle else []),
+                            *(["--workers", str(spec.serving.workers)] if spec.serving.workers > 1 else []),
                             "--drift-statistics",
                             ",".join(spec.serving.drift_monitoring.statistics),
                             "--drift-window-rows",

@@ -29,19 +29,30 @@ def plain(body: Mapping[str, Any]) -> dict[str, Any]:
     return dict(json.loads(json.dumps({k: body.get(k) for k in ("metadata", "spec", "status")}, default=dict)))
 
 
-def write_status_if_changed(patch: kopf.Patch, current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
-    """Puts into the patch only the top-level status fields that differ; nothing at all when nothing changed."""
-    current = current or {}
-    changed = False
+def merge_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) turning `current` into `desired`: changed keys, and null for every key that
+    went away, at every level of nested objects (a nested object sent whole would keep keys it no longer has)."""
+    out: dict[str, Any] = {}
     for key, value in desired.items():
-        if current.get(key) != value:
-            patch.status[key] = value
-            changed = True
+        old = current.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            nested = merge_patch(old, value)
+            if nested:
+                out[key] = nested
+        elif old != value:
+            out[key] = value
     for key in current:
         if key not in desired:
-            patch.status[key] = None
-            changed = True
-    return changed
+            out[key] = None
+    return out
+
+
+def write_status_if_changed(patch: kopf.Patch, current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """Puts into the patch only the status fields that differ; nothing at all when nothing changed."""
+    diff = merge_patch(current or {}, desired)
+    for key, value in diff.items():
+        patch.status[key] = value
+    return bool(diff)
 
 
 def _mark_invalid(kind: str, body: Mapping[str, Any], patch: kopf.Patch, message: str, now: Any) -> bool:

@@ -16,6 +16,7 @@ from aiohttp import web
 from modelfleet.server.app import build_app
 from modelfleet.server.drift import DEFAULT_STATISTICS, DriftMonitor
 from modelfleet.server.model import LoadError, load_model
+from modelfleet.server.workers import enable_multiprocess_metrics, serve_workers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--model-version", default="")
     parser.add_argument("--expected-digest", help="refuse the artifact unless its digest is exactly this")
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load a scikit-learn model.joblib/model.pkl (arbitrary code on load!); needs --expected-digest",
+    )
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--max-body-bytes", type=int, default=1 << 20)
@@ -51,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift-window-rows", type=int, default=10_000, help="count-based drift window")
     parser.add_argument("--drift-window-seconds", type=float, help="time-based drift window instead of a count")
     parser.add_argument("--drift-min-rows", type=int, default=100, help="export no drift below this many rows")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port: the model is loaded once, then the workers are forked",
+    )
     parser.add_argument("--drain-seconds", type=float, default=10.0, help="grace for requests in flight on SIGTERM")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -66,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         name=args.model_name,
         version=args.model_version,
         expected_digest=args.expected_digest,
+        allow_pickle=args.allow_pickle,
     )
     try:
         model = future.result(timeout=args.load_timeout)
@@ -75,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     except concurrent.futures.TimeoutError:
         print(f"modelfleet-server: error: loading took longer than {args.load_timeout:.0f}s", file=sys.stderr)
         return 2
-    pool.shutdown(wait=False)
+    pool.shutdown(wait=args.workers > 1)  # no stray thread when forking
+    if args.workers < 1:
+        print("modelfleet-server: error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    metrics_dir = enable_multiprocess_metrics() if args.workers > 1 else None
     statistics = [s for s in args.drift_statistics.split(",") if s]
     try:
         drift = (
@@ -88,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 window_rows=args.drift_window_rows,
                 window_seconds=args.drift_window_seconds,
                 min_rows=args.drift_min_rows,
+                share_dir=metrics_dir,
             )
             if statistics
             else None
@@ -96,19 +114,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modelfleet-server: error: drift monitoring: {e}", file=sys.stderr)
         return 2
     print(
-        f"modelfleet-server: serving {model.name} version {model.version} ({model.digest}) on {args.host}:{args.port}",
+        f"modelfleet-server: serving {model.name} version {model.version} ({model.digest}) on {args.host}:{args.port}"
+        f" with {args.workers} worker(s)",
         file=sys.stderr,
         flush=True,
     )
-    web.run_app(
-        build_app(model, args.max_body_bytes, args.max_batch_size, args.max_batch_wait_ms / 1000, drift),
-        host=args.host,
-        port=args.port,
-        shutdown_timeout=args.drain_seconds,
-        access_log=None,
-        print=None,
+
+    def app() -> web.Application:
+        wait = args.max_batch_wait_ms / 1000
+        return build_app(model, args.max_body_bytes, args.max_batch_size, wait, drift, metrics_dir)
+
+    options = {"shutdown_timeout": args.drain_seconds, "access_log": None, "print": None}
+    if metrics_dir is None:
+        web.run_app(app(), host=args.host, port=args.port, **options)
+        return 0
+    return serve_workers(
+        args.workers,
+        lambda sock: web.run_app(app(), sock=sock, **options),
+        args.host,
+        args.port,
+        metrics_dir,
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,8 +32,15 @@ DRIFT_KEY: web.AppKey[DriftMonitor | None] = web.AppKey("drift", object)  # type
 class ServerMetrics:
     """KServe's metric names where they exist (request_predict_seconds), ModelFleet's otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry()
+        # What /metrics shows: this process's registry, or (several workers) every worker's values summed.
+        self.exposition = self.registry
+        if multiprocess_dir is not None:
+            from prometheus_client import multiprocess
+
+            self.exposition = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposition, str(multiprocess_dir))
         self.predict_seconds = Histogram(
             "request_predict_seconds",
             "Time spent predicting one request.",
@@ -52,6 +60,7 @@ class ServerMetrics:
             "The served model (value 1).",
             ["model", "version", "digest", "framework"],
             registry=self.registry,
+            multiprocess_mode="max",
         )
         self.batch_rows = Histogram(
             "modelfleet_server_batch_rows",
@@ -65,6 +74,7 @@ class ServerMetrics:
             "Unix time of the last inference request.",
             ["model"],
             registry=self.registry,
+            multiprocess_mode="max",
         )
 
 
@@ -167,7 +177,7 @@ async def predict(request: web.Request) -> web.Response:
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(
-        body=generate_latest(request.app[METRICS_KEY].registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        body=generate_latest(request.app[METRICS_KEY].exposition), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
 
 
@@ -177,13 +187,14 @@ def build_app(
     max_batch: int = 1,
     max_wait: float = 0.002,
     drift: DriftMonitor | None = None,
+    multiprocess_dir: Path | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[errors_as_json], client_max_size=max_body)
     app["max_body"] = max_body
-    metrics = ServerMetrics()
+    metrics = ServerMetrics(multiprocess_dir)
     app[DRIFT_KEY] = drift
     if drift is not None:
-        metrics.registry.register(drift)
+        metrics.exposition.register(drift)
         monitor = drift
 
         async def start_drift(_: web.Application) -> None:

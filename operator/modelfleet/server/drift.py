@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from modelfleet.drift import stats
-from modelfleet.drift.window import Reference, SlidingWindow
+from modelfleet.drift.window import Counts, Reference, SlidingWindow
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STATISTICS = ("psi", "ks")
+PUBLISH_SECONDS = 2.0  # a worker re-publishes its window this often even without new rows (time-based windows age)
 
 
 class DriftMonitor(Collector):
@@ -42,6 +45,7 @@ class DriftMonitor(Collector):
         window_seconds: float | None = None,
         min_rows: int = 100,
         flush_seconds: float = 0.25,
+        share_dir: Path | None = None,
     ) -> None:
         unknown = sorted(set(statistics) - set(stats.STATISTICS))
         if unknown:
@@ -55,6 +59,10 @@ class DriftMonitor(Collector):
         self._features = reference.numeric + reference.categorical
         self._pending: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
+        # With several worker processes each keeps its own window and publishes its counts here; whichever worker
+        # answers a scrape merges them (counts on one grid add up).
+        self.share_dir = share_dir
+        self._published = 0.0
 
     @classmethod
     def from_artifact(cls, directory: Path, features: Sequence[str], **kwargs: Any) -> DriftMonitor | None:
@@ -71,11 +79,55 @@ class DriftMonitor(Collector):
         self._pending.append(columns)
 
     def flush(self) -> None:
-        if not self._pending:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            merged = {name: np.concatenate([np.asarray(c[name]) for c in batch]) for name in self._features}
+            self.window.add_rows(merged, tail_sums="wasserstein" in self.statistics)
+            self._publish(force=True)
+        else:
+            self._publish(force=False)
+
+    def _publish(self, force: bool) -> None:
+        now = time.monotonic()
+        if self.share_dir is None or (not force and now - self._published < PUBLISH_SECONDS):
             return
-        batch, self._pending = self._pending, []
-        merged = {name: np.concatenate([np.asarray(c[name]) for c in batch]) for name in self._features}
-        self.window.add_rows(merged, tail_sums="wasserstein" in self.statistics)
+        self._published = now
+        total = self.window.total()
+        arrays: dict[str, Any] = {
+            "numeric": total.numeric,
+            "tail_sums": total.tail_sums,
+            "numeric_invalid": total.numeric_invalid,
+            "categorical_invalid": total.categorical_invalid,
+            "rows": np.array(total.rows),
+            **{f"categorical_{i}": c for i, c in enumerate(total.categorical)},
+        }
+        target = self.share_dir / f"drift-{os.getpid()}.npz"
+        partial = self.share_dir / f".drift-{os.getpid()}.npz"
+        with partial.open("wb") as f:
+            np.savez(f, allow_pickle=False, **arrays)
+        os.replace(partial, target)
+
+    def merged_total(self) -> Counts:
+        """This worker's window, or every worker's windows added up."""
+        if self.share_dir is None:
+            return self.window.total()
+        out = self.reference.empty()
+        for path in self.share_dir.glob("drift-*.npz"):
+            try:
+                with np.load(path) as data:
+                    out.add(
+                        Counts(
+                            numeric=data["numeric"],
+                            tail_sums=data["tail_sums"],
+                            numeric_invalid=data["numeric_invalid"],
+                            categorical=[data[f"categorical_{i}"] for i in range(len(out.categorical))],
+                            categorical_invalid=data["categorical_invalid"],
+                            rows=int(data["rows"]),
+                        )
+                    )
+            except (OSError, ValueError, KeyError):  # a worker's file vanished (it died) or is being replaced
+                continue
+        return out
 
     async def _run(self) -> None:
         while True:
@@ -96,7 +148,7 @@ class DriftMonitor(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         self.flush()
-        total = self.window.total()
+        total = self.merged_total()
         rows = GaugeMetricFamily(
             "modelfleet_drift_window_rows", "Rows in the drift window.", labels=["model", "version"]
         )

@@ -1,5 +1,6 @@
 """Loading one artifact safely: the digest is verified before any file is deserialised; pickle and joblib files are
-refused; scikit-learn models load through skops with trusted types only."""
+refused unless the caller opted in *and* pinned the digest (then the pinned bytes are exactly what someone chose to
+trust); scikit-learn models load through skops with trusted types only."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from modelfleet.artifact.sklearn_model import SklearnPredictor, UnsafeArtifact
 from modelfleet.artifact.torch_model import WEIGHTS_FILE, TorchPredictor
 
 UNSAFE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth")
+PICKLED_SKLEARN = ("model.joblib", "model.pkl")  # what --allow-pickle may load (scikit-learn objects, via joblib)
 
 
 class LoadError(Exception):
@@ -43,15 +45,27 @@ class ServedModel:
         return pred, proba
 
 
-def load_model(directory: Path, *, name: str, version: str = "", expected_digest: str | None = None) -> ServedModel:
+def load_model(
+    directory: Path,
+    *,
+    name: str,
+    version: str = "",
+    expected_digest: str | None = None,
+    allow_pickle: bool = False,
+) -> ServedModel:
     if not directory.is_dir():
         raise LoadError(f"artifact directory {directory} does not exist")
     unsafe = sorted(p.name for p in directory.iterdir() if p.suffix in UNSAFE_SUFFIXES)
-    if unsafe:
+    if unsafe and not allow_pickle:
         raise LoadError(
             f"refusing unsafe model file(s) {', '.join(unsafe)}: pickle-based formats can run arbitrary "
-            "code when loaded; ModelFleet serves skops and safetensors artifacts only"
+            "code when loaded; ModelFleet serves skops and safetensors artifacts only (an MLModel may opt in with "
+            "serving.allowPickle, which also pins the artifact's digest)"
         )
+    if unsafe and expected_digest is None:
+        raise LoadError("--allow-pickle needs --expected-digest: only pinned pickle artifacts are loaded")
+    if unsafe and not any(n in PICKLED_SKLEARN for n in unsafe):
+        raise LoadError(f"with --allow-pickle only {' or '.join(PICKLED_SKLEARN)} is loaded, found {', '.join(unsafe)}")
     try:
         digest = verify_directory(directory, expected_digest)
     except DigestMismatch as e:
@@ -62,8 +76,13 @@ def load_model(directory: Path, *, name: str, version: str = "", expected_digest
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise LoadError(f"artifact {directory} has no readable metadata.json: {e}") from e
     try:
-        if (directory / SKOPS_FILE).exists():
-            predictor: Any = SklearnPredictor.load(directory, features)
+        pickled = [directory / n for n in PICKLED_SKLEARN if (directory / n).exists()] if allow_pickle else []
+        if pickled:
+            import joblib  # only after the digest check above: these bytes are the pinned ones
+
+            predictor: Any = SklearnPredictor(joblib.load(pickled[0]), features)
+        elif (directory / SKOPS_FILE).exists():
+            predictor = SklearnPredictor.load(directory, features)
         elif (directory / WEIGHTS_FILE).exists():
             predictor = TorchPredictor.load(directory)
         else:

@@ -77,6 +77,11 @@ class Serving(ApiModel):
     """For riskClass high: the version a human approved; only that version is served."""
     drift_monitoring: DriftMonitoring = Field(default_factory=DriftMonitoring)
     """What the server measures for drift."""
+    workers: int = Field(default=1, ge=1, le=16)
+    """Server processes per pod, sharing its port (the model is loaded once and shared copy-on-write)."""
+    allow_pickle: bool = False
+    """Let the server load a scikit-learn model.joblib/model.pkl from the artifact (pickle runs code when loaded).
+    Only ever with the version's digest pinned, which the operator always passes."""
 
     model_config = {
         "json_schema_extra": {
