@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMPS := .make
 PYTEST_ARGS ?=
 
-.PHONY: setup k8s-binaries prometheus manifests lint verify test test-unit test-integration demo clean
+.PHONY: setup k8s-binaries prometheus images kind-up deploy kind-e2e kind-down manifests lint verify test test-unit test-integration demo clean
 
 setup: $(STAMPS)/venv k8s-binaries prometheus
 
@@ -27,10 +27,16 @@ prometheus:
 	@bash hack/prometheus.sh
 
 # CRDs (and the chart's copy) are generated from the pydantic models in operator/modelfleet/api.
-CRD_DIRS := --out crds --out charts/modelfleet/crds
+CRD_DIRS := --out crds --out charts/modelfleet/crds --out manifests/crd
 
-manifests: $(STAMPS)/venv
+# One source each: CRDs from the pydantic models, RBAC from api/rbac.py, the alert rules from manifests/prometheus; the
+# kustomize install's Deployment and Service are rendered from the chart.
+
+manifests: $(STAMPS)/venv k8s-binaries
 	$(PY) -m modelfleet.api.crdgen $(CRD_DIRS)
+	$(PY) -m modelfleet.api.rbac
+	cp manifests/prometheus/rules.yaml charts/modelfleet/files/prometheus-rules.yaml
+	$(PY) hack/render_default.py
 
 lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check operator tests hack bench
@@ -40,6 +46,9 @@ lint: $(STAMPS)/venv
 # Fails when the committed CRDs differ from what the models generate, or on lint and type errors.
 verify: lint
 	$(PY) -m modelfleet.api.crdgen --check $(CRD_DIRS)
+	$(PY) -m modelfleet.api.rbac --check
+	@cmp -s manifests/prometheus/rules.yaml charts/modelfleet/files/prometheus-rules.yaml \
+	  || { echo "charts/modelfleet/files/prometheus-rules.yaml differs: run make manifests" >&2; exit 1; }
 
 test: setup verify
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -52,6 +61,26 @@ test-integration: setup
 
 demo: setup
 	$(PY) hack/demo.py
+
+# Container images (need a Docker engine; none runs on the project's own machines, so these are not built in CI).
+IMAGE_TAG ?= 0.1.0
+IMAGE_REPO ?= ghcr.io/modelfleet
+images:
+	@docker info >/dev/null 2>&1 || { echo "images: no Docker engine is running here (docker info failed)" >&2; exit 1; }
+	docker build -f images/operator.Dockerfile -t $(IMAGE_REPO)/operator:$(IMAGE_TAG) .
+	docker build -f images/trainer.Dockerfile -t $(IMAGE_REPO)/trainer:$(IMAGE_TAG) .
+	docker build -f images/trainer-cuda.Dockerfile -t $(IMAGE_REPO)/trainer:$(IMAGE_TAG)-cuda12.4 .
+	docker build -f images/server.Dockerfile -t $(IMAGE_REPO)/server:$(IMAGE_TAG) .
+
+# kind, for users with Docker (skipped with a message where no Docker engine runs).
+kind-up:
+	@bash hack/kind.sh up
+deploy: images
+	@IMAGE_TAG=$(IMAGE_TAG) bash hack/kind.sh deploy
+kind-e2e:
+	@bash hack/kind.sh e2e
+kind-down:
+	@bash hack/kind.sh down
 
 clean:
 	-$(PY) -m modelfleet dev-cluster down

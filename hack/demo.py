@@ -1,23 +1,30 @@
-"""The README's demo: the local control plane, the operator, and a model trained for real.
+"""The README's demo: the whole story on the local control plane, with a real Prometheus.
 
 1. bring up the local control plane (etcd, API server, controllers, scheduler, KWOK GPU nodes, the local executor);
-2. install the CRDs and start the operator;
-3. put a real dataset (breast cancer, bundled with scikit-learn) on a volume and apply an MLModel: the operator
-   creates a TrainingJob, the Job's pod runs the real trainer on the executor node, version 1 lands in status, the
-   model server serves it (Deployment on the executor node) and answers an Open Inference Protocol v2 request;
-4. apply the same training again as a TrainingJob: a cache hit, no second Job;
-5. a PyTorch TrainingJob asking for one GPU is scheduled to a simulated GPU node (KWOK does not run it);
-   one asking for 16 GPUs stays Queued/Unschedulable — what a cluster autoscaler acts on.
-Drift and retraining come in later stages.
+2. install the CRDs, start Prometheus (Debian's package; it finds pods through the API server and scrapes the model
+   servers, the operator and a DCGM stand-in exporter) and the operator;
+3. put a real dataset (breast cancer, bundled with scikit-learn) on a volume and apply an MLModel and its DriftPolicy:
+   the operator trains version 1 for real on the executor node, serves it, and it answers a v2 inference request;
+4. traffic like the training data: the policy evaluates it, no drift;
+5. the world changes: the dataset file now holds a shifted feature, and so does the traffic. The policy sees drift
+   sustained for its `for`, retrains on the data as it is now (a TrainingJob with reason drift, never a cache hit),
+   version 2 is served, and the same traffic is no longer drift for it;
+6. the same training spec as a TrainingJob of its own: a cache hit, no second Job;
+7. GPU training on the simulated GPU nodes: one GPU is scheduled (its utilisation read from DCGM series), sixteen
+   stay Queued/Unschedulable — what a cluster autoscaler acts on.
+It ends with `modelfleet status` and draws drift and versions over time into docs/demo.png.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +36,14 @@ sys.path.insert(0, str(ROOT))
 from tests.datasets import feature_spec, write  # noqa: E402
 
 from modelfleet.devcluster import ClusterConfig, DevCluster, SetupError, default_state_dir  # noqa: E402
+from modelfleet.devcluster.dcgm import serve as serve_dcgm  # noqa: E402
+from modelfleet.devcluster.processes import free_port  # noqa: E402
+from modelfleet.devcluster.prometheus import PodDiscovery, PrometheusServer, static_job  # noqa: E402
 
 NS = "modelfleet-demo"
+MODEL = "tumour-classifier"
+PSI_THRESHOLD = 1.0
+PICTURE = ROOT / "docs" / "demo.png"
 T = TypeVar("T")
 START = time.monotonic()
 
@@ -51,7 +64,7 @@ def wait(fn: Callable[[], T | None], timeout: float, what: str) -> T:
 
 def main() -> int:
     cluster = DevCluster(ClusterConfig(state_dir=default_state_dir()))
-    say("1/5 bringing up the local control plane (etcd, kube-apiserver, controllers, scheduler, KWOK, executor)")
+    say("1/7 bringing up the local control plane (etcd, kube-apiserver, controllers, scheduler, KWOK, executor)")
     try:
         cluster.up(progress=lambda m: say(f"     {m}"))
     except SetupError as e:
@@ -71,9 +84,26 @@ def main() -> int:
     def apply(obj: dict[str, Any]) -> None:
         kubectl("apply", "-n", NS, "-f", "-", input=json.dumps(obj))
 
-    say("2/5 installing the CRDs and starting the operator")
+    say("2/7 installing the CRDs; starting Prometheus, a DCGM stand-in exporter and the operator")
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=modelfleet")
+    dcgm_values = cluster.state_dir / "dcgm-values.json"
+    dcgm_values.write_text("[]")
+    dcgm_port, metrics_port = free_port(), free_port()
+    dcgm = serve_dcgm(dcgm_port, dcgm_values)
+    threading.Thread(target=dcgm.serve_forever, daemon=True).start()
+    discovery = PodDiscovery(cluster.kubeconfig).start()
+    prom_dir = cluster.state_dir / "prometheus"
+    shutil.rmtree(prom_dir, ignore_errors=True)
+    prometheus = PrometheusServer(
+        prom_dir,
+        [
+            discovery.job(interval="1s"),
+            static_job("modelfleet-operator", [f"127.0.0.1:{metrics_port}"], {}, interval="2s"),
+            static_job("dcgm-exporter", [f"127.0.0.1:{dcgm_port}"], {}, interval="2s"),
+        ],
+    ).start()
+    say(f"     Prometheus {prometheus.url} (Debian's package), scraping pods found through the API server")
     log = cluster.state_dir / "logs" / "operator.log"
     operator = subprocess.Popen(
         [
@@ -82,12 +112,18 @@ def main() -> int:
             "modelfleet",
             "operator",
             "run",  # cluster-wide: scoped to a terminating namespace, the operator would leave its objects alone
-            "--metrics-port=0",
+            f"--metrics-port={metrics_port}",
             "--health-port=0",
         ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
-        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELFLEET_POLL_SECONDS": "1"},
+        env={
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "MODELFLEET_POLL_SECONDS": "1",
+            "MODELFLEET_ACTIVITY_SECONDS": "5",
+            "MODELFLEET_PROMETHEUS_URL": prometheus.url,
+        },
     )
     say(f"     operator running (log: {log})")
     try:
@@ -96,7 +132,8 @@ def main() -> int:
         cluster.kubectl("delete", "namespace", NS, "--wait=true", "--timeout=120s", check=False)
         kubectl("create", "namespace", NS)
         wait(lambda: cluster.kubectl("get", "sa", "default", "-n", NS, check=False).returncode == 0, 60, "namespace")
-        say("3/5 a scikit-learn MLModel on real data: trained and served on the executor node")
+        story_started = time.time()
+        say("3/7 a scikit-learn MLModel on real data and its DriftPolicy: trained and served on the executor node")
         dirs = {}
         for claim in ("datasets", "model-store"):
             apply(
@@ -111,11 +148,12 @@ def main() -> int:
             dirs[claim] = Path(
                 json.loads(kubectl("get", "pv", pvc["spec"]["volumeName"], "-o", "json"))["spec"]["hostPath"]["path"]
             )
-        write("breast_cancer", dirs["datasets"] / "breast_cancer.csv")
+        dataset = dirs["datasets"] / "breast_cancer.csv"
+        write("breast_cancer", dataset)
         model = {
             "apiVersion": "modelfleet.io/v1alpha1",
             "kind": "MLModel",
-            "metadata": {"name": "tumour-classifier"},
+            "metadata": {"name": MODEL},
             "spec": {
                 "owner": {"team": "oncology-ml", "contact": "oncology-ml@example.com"},
                 "riskClass": "limited",
@@ -131,121 +169,126 @@ def main() -> int:
                     "hyperparameters": {"n_estimators": 100, "max_depth": 8},
                     "validation": {"metric": "roc_auc", "minScore": 0.9},
                 },
-                "artifacts": {"uri": "pvc://model-store/tumour-classifier"},
+                "serving": {"driftMonitoring": {"windowRows": 300, "minRows": 100}},
+                "artifacts": {"uri": f"pvc://model-store/{MODEL}"},
             },
         }
         apply(model)
-        tj = wait(lambda: get("tj", "tumour-classifier-v1") or None, 60, "the TrainingJob")
+        apply(
+            {
+                "apiVersion": "modelfleet.io/v1alpha1",
+                "kind": "DriftPolicy",
+                "metadata": {"name": f"{MODEL}-drift"},
+                "spec": {
+                    "modelRef": {"name": MODEL},
+                    "interval": "2s",
+                    "checks": [{"name": "psi-all-features", "statistic": "psi", "threshold": PSI_THRESHOLD}],
+                    "trigger": {"for": "10s"},
+                    "action": "Retrain",
+                    "cooldown": "30m",
+                    "budget": {"maxRetrainsPerWeek": 3},
+                },
+            }
+        )
+        tj = wait(lambda: get("tj", f"{MODEL}-v1") or None, 60, "the TrainingJob")
         say(f"     TrainingJob {tj['metadata']['name']} created (reason: {tj['spec']['reason']})")
         running = wait(
-            lambda: (t := get("tj", "tumour-classifier-v1")) and t.get("status", {}).get("jobName") and t, 60, "the Job"
+            lambda: (t := get("tj", f"{MODEL}-v1")) and t.get("status", {}).get("jobName") and t, 60, "the Job"
         )
         say(f"     Job {running['status']['jobName']} runs python -m modelfleet.trainer on the executor node")
-        trained = wait(
-            lambda: (m := get("mlm", "tumour-classifier")) and m.get("status", {}).get("latestVersion") and m,
-            300,
-            "version 1",
-        )
+        trained = wait(lambda: (m := get("mlm", MODEL)) and m.get("status", {}).get("latestVersion") and m, 300, "v1")
         v1 = trained["status"]["latestVersion"]
-        metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted(v1["metrics"].items()))
-        say(f"     version {v1['number']} trained: {metrics}")
+        say(f"     version 1 trained: {', '.join(f'{k}={v:.3f}' for k, v in sorted(v1['metrics'].items()))}")
         say(
             f"     artifact {v1['artifactUri']} ({v1['artifactDigest'][:19]}...), dataset {v1['datasetDigest'][:19]}..."
         )
-
-        ready = wait(
-            lambda: (m := get("mlm", "tumour-classifier")) and cond(m, "Ready").get("status") == "True" and m,
-            180,
-            "the model to be Ready",
-        )
-        pods = json.loads(
-            kubectl(
-                "get",
-                "pods",
-                "-n",
-                NS,
-                "-l",
-                "modelfleet.io/model=tumour-classifier,app.kubernetes.io/component=serving",
-                "-o",
-                "json",
-            )
-        )["items"]
-        ip = next(p["status"]["podIP"] for p in pods if p["status"].get("podIP"))
-        say(
-            f"     Ready: version {ready['status']['servingVersion']['number']} served by the model server "
-            f"(pod IP {ip}; endpoint {ready['status']['endpoint']})"
-        )
+        ready = wait(lambda: (m := get("mlm", MODEL)) and cond(m, "Ready").get("status") == "True" and m, 180, "Ready")
+        ip = serving_ip(kubectl, 1)
+        say(f"     Ready: version 1 served by the model server (pod IP {ip}; endpoint {ready['status']['endpoint']})")
+        answer = infer(ip, rows(dataset, 0, 3))
         import pyarrow.csv as pacsv
 
-        table = pacsv.read_csv(dirs["datasets"] / "breast_cancer.csv")
-        body = {
-            "inputs": [
-                {
-                    "name": f["name"],
-                    "shape": [3],
-                    "datatype": "BYTES" if f["type"] == "categorical" else "FP64",
-                    "data": table.column(f["name"]).to_pylist()[:3],
-                }
-                for f in feature_spec("breast_cancer")
-            ]
-        }
-        req = urllib.request.Request(
-            f"http://{ip}:8080/v2/models/tumour-classifier/infer",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            answer = json.loads(resp.read())
+        labels = pacsv.read_csv(dataset).column("target").to_pylist()[:3]
         say(
-            f"     POST /v2/models/tumour-classifier/infer (3 rows) -> predict {answer['outputs'][0]['data']}, "
-            f"true labels {table.column('target').to_pylist()[:3]}"
+            f"     POST /v2/models/{MODEL}/infer (3 rows) -> predict {answer['outputs'][0]['data']}, "
+            f"true labels {labels}"
         )
 
-        say("4/5 the same training spec as a TrainingJob of its own: a cache hit, no second Job")
+        say("4/7 traffic like the training data: evaluated, no drift")
+        send(ip, dataset, 300)
+        quiet = wait(
+            lambda: (
+                (p := get("dpol", f"{MODEL}-drift"))
+                and cond(p, "DriftDetected").get("status") == "False"
+                and (p["status"].get("checks") or [{}])[0].get("value") is not None
+                and p
+            ),
+            90,
+            "an evaluation with data",
+        )
+        check = quiet["status"]["checks"][0]
+        say(
+            f"     {check['name']}: {check['value']:.3f} (worst feature {check['feature']}) "
+            f"<= {PSI_THRESHOLD}: no drift"
+        )
+
+        say("5/7 the world changes: mean_radius shifts by 3 standard deviations, in the data and in the traffic")
+        write("breast_cancer", dataset, shift={"mean_radius": 3.0})
+        send(ip, dataset, 300)
+        detected = wait(
+            lambda: (p := get("dpol", f"{MODEL}-drift")) and cond(p, "DriftDetected").get("status") == "True" and p,
+            90,
+            "drift to be detected",
+        )
+        say(f"     DriftDetected: {cond(detected, 'DriftDetected')['message']}")
+        retrain = wait(lambda: get("tj", f"{MODEL}-v2") or None, 60, "the drift TrainingJob")
+        say(
+            f"     TrainingJob {retrain['metadata']['name']} created (reason: {retrain['spec']['reason']}): "
+            "trains on the data as it is now"
+        )
+        served = wait(
+            lambda: (
+                (m := get("mlm", MODEL))
+                and (m["status"].get("servingVersion") or {}).get("number") == 2
+                and cond(m, "Ready").get("status") == "True"
+                and m
+            ),
+            300,
+            "version 2 to be served",
+        )
+        v2 = served["status"]["servingVersion"]
+        done = get("tj", f"{MODEL}-v2")
+        say(
+            f"     version 2 serving: {', '.join(f'{k}={v:.3f}' for k, v in sorted(v2['metrics'].items()))}; "
+            f"cache hit: {'yes' if done['status'].get('cachedFrom') else 'no'}; dataset {v2['datasetDigest'][:19]}..."
+        )
+        send(serving_ip(kubectl, 2), dataset, 300)
+        wait(
+            lambda: (p := get("dpol", f"{MODEL}-drift")) and cond(p, "DriftDetected").get("status") == "False" and p,
+            90,
+            "the new version's traffic to be quiet",
+        )
+        say("     the shifted traffic is what version 2 learned from: no drift any more; one retrain in all")
+        for line in events(kubectl, f"{MODEL}-drift") + events(kubectl, MODEL):
+            say(f"     event  {line}")
+
+        say("6/7 the same training spec as a TrainingJob of its own: a cache hit, no second Job")
         again = {
             "apiVersion": "modelfleet.io/v1alpha1",
             "kind": "TrainingJob",
             "metadata": {"name": "rerun"},
             "spec": {
-                **{
-                    k: get("tj", "tumour-classifier-v1")["spec"][k]
-                    for k in ("framework", "task", "dataset", "training")
-                },
+                **{k: get("tj", f"{MODEL}-v2")["spec"][k] for k in ("framework", "task", "dataset", "training")},
                 "output": {"uri": "pvc://model-store/rerun"},
             },
         }
         apply(again)
-        hit = wait(
-            lambda: (t := get("tj", "rerun")) and cond(t, "Succeeded").get("status") == "True" and t,
-            60,
-            "the cache hit",
-        )
+        hit = wait(lambda: (t := get("tj", "rerun")) and cond(t, "Succeeded").get("status") == "True" and t, 60, "hit")
         say(f"     {cond(hit, 'CacheHit').get('message')}")
 
-        say("5/5 GPU training on the simulated GPU nodes")
+        say("7/7 GPU training on the simulated GPU nodes")
         for name, gpus in (("gpu-train", 1), ("gpu-too-big", 16)):
-            apply(
-                {
-                    "apiVersion": "modelfleet.io/v1alpha1",
-                    "kind": "TrainingJob",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "framework": "pytorch",
-                        "task": "classification",
-                        "dataset": {
-                            "uri": "pvc://datasets/breast_cancer.csv",
-                            "target": "target",
-                            "features": feature_spec("breast_cancer"),
-                        },
-                        "training": {
-                            "estimator": "mlp",
-                            "resources": {"gpu": gpus, "memory": "8Gi"},
-                            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                        },
-                        "output": {"uri": f"pvc://model-store/{name}"},
-                    },
-                }
-            )
+            apply(gpu_trainingjob(name, gpus))
 
         def gpu_pod() -> dict[str, Any] | None:
             pods = json.loads(
@@ -254,9 +297,18 @@ def main() -> int:
             return pods[0] if pods and pods[0]["spec"].get("nodeName") else None
 
         pod = wait(gpu_pod, 60, "the GPU pod")
+        dcgm_values.write_text(json.dumps([{"namespace": NS, "pod": pod["metadata"]["name"], "util": 63.0}]))
         say(
             f"     1 GPU: pod scheduled to {pod['spec']['nodeName']} with limits "
-            f"{pod['spec']['containers'][0]['resources']['limits']}"
+            f"{pod['spec']['containers'][0]['resources']['limits']}; the DCGM stand-in reports 63% for it"
+        )
+        gpu_done = wait(
+            lambda: (t := get("tj", "gpu-train")) and (t.get("status") or {}).get("utilization") and t, 120, "GPU use"
+        )
+        use = gpu_done["status"]["utilization"]
+        say(
+            f"     KWOK does not run it ({cond(gpu_done, 'Failed').get('reason')}); GPU use from DCGM series: "
+            f"{use.get('gpuPercent')}% over the run, {use.get('gpuHours')} GPU-hours"
         )
         queued = wait(
             lambda: (t := get("tj", "gpu-too-big")) and cond(t, "Queued").get("reason") == "Unschedulable" and t,
@@ -264,25 +316,147 @@ def main() -> int:
             "Unschedulable",
         )
         say(f"     16 GPUs: Queued/Unschedulable: {cond(queued, 'Queued')['message']}")
+
+        time.sleep(3)  # one more scrape of the last state for the picture
+        draw(prometheus.url, story_started, time.time())
         print()
-        print(kubectl("get", "mlm,tj", "-n", NS))
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
         print(
-            kubectl(
-                "get",
-                "nodes",
-                "-o",
-                "custom-columns=NODE:.metadata.name,GPUS:.status.allocatable.nvidia"
-                "\\.com/gpu,READY:.status.conditions[?(@.type=='Ready')].status",
-            )
+            subprocess.run(
+                [sys.executable, "-m", "modelfleet", "status", "-n", NS], env=env, capture_output=True, text=True
+            ).stdout
         )
+        print(kubectl("get", "mlm,tj,dpol", "-n", NS))
     finally:
         operator.terminate()
         operator.wait(timeout=30)
+        prometheus.stop()
+        discovery.stop()
+        dcgm.shutdown()
+    say(f"picture of drift and versions over time: {PICTURE.relative_to(ROOT)}")
     say(
-        f"done. The cluster keeps running: export KUBECONFIG={cluster.kubeconfig}; "
+        f"done in {time.monotonic() - START:.0f}s. The cluster keeps running: export KUBECONFIG={cluster.kubeconfig}; "
         "stop it with `.venv/bin/modelfleet dev-cluster down`"
     )
     return 0
+
+
+def serving_ip(kubectl: Callable[..., str], version: int) -> str:
+    selector = f"modelfleet.io/model={MODEL},modelfleet.io/version={version},app.kubernetes.io/component=serving"
+
+    def ready_ip() -> str | None:
+        pods = json.loads(kubectl("get", "pods", "-n", NS, "-l", selector, "-o", "json"))["items"]
+        for p in pods:
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or []):
+                return str(p["status"]["podIP"])
+        return None
+
+    return wait(ready_ip, 120, f"a ready pod of version {version}")
+
+
+def rows(dataset: Path, start: int, n: int) -> dict[str, list[Any]]:
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(dataset)
+    return {f["name"]: table.column(f["name"]).to_pylist()[start : start + n] for f in feature_spec("breast_cancer")}
+
+
+def infer(ip: str, cols: dict[str, list[Any]]) -> dict[str, Any]:
+    n = len(next(iter(cols.values())))
+    body = {
+        "inputs": [
+            {
+                "name": f["name"],
+                "shape": [n],
+                "datatype": "BYTES" if f["type"] == "categorical" else "FP64",
+                "data": cols[f["name"]],
+            }
+            for f in feature_spec("breast_cancer")
+        ]
+    }
+    req = urllib.request.Request(
+        f"http://{ip}:8080/v2/models/{MODEL}/infer",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def send(ip: str, dataset: Path, n: int, batch: int = 50) -> None:
+    for start in range(0, n, batch):
+        infer(ip, rows(dataset, start, batch))
+
+
+def events(kubectl: Callable[..., str], name: str) -> list[str]:
+    items = json.loads(
+        kubectl("get", "events", "-n", NS, f"--field-selector=involvedObject.name={name}", "-o", "json")
+    )["items"]
+    items.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return [f"{name}: {e['reason']}: {e['message'][:110]}" for e in items if e["reason"] not in ("Logging",)]
+
+
+def gpu_trainingjob(name: str, gpus: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelfleet.io/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "framework": "pytorch",
+            "task": "classification",
+            "dataset": {
+                "uri": "pvc://datasets/breast_cancer.csv",
+                "target": "target",
+                "features": feature_spec("breast_cancer"),
+            },
+            "training": {
+                "estimator": "mlp",
+                "resources": {"gpu": gpus, "memory": "8Gi"},
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            },
+            "output": {"uri": f"pvc://model-store/{name}"},
+        },
+    }
+
+
+def query_range(url: str, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+    params = urllib.parse.urlencode({"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": "1s"})
+    with urllib.request.urlopen(f"{url}/api/v1/query_range?{params}", timeout=10) as r:
+        return list(json.loads(r.read())["data"]["result"])
+
+
+def draw(url: str, start: float, end: float) -> None:
+    """Drift (the worst feature's PSI, per serving version) and the serving version over time, from Prometheus."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drift = query_range(
+        url,
+        f'max by (version) (modelfleet_feature_drift{{namespace="{NS}",model="{MODEL}",statistic="psi"}})',
+        start,
+        end,
+    )
+    versions = query_range(url, f'modelfleet_model_serving_version{{namespace="{NS}",model="{MODEL}"}}', start, end)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for series in drift:
+        t = [float(v[0]) - start for v in series["values"]]
+        y = [float(v[1]) for v in series["values"]]
+        top.plot(t, y, label=f"version {series['metric'].get('version', '?')}")
+    top.axhline(PSI_THRESHOLD, color="red", linestyle="--", label=f"threshold {PSI_THRESHOLD:g}")
+    top.set_ylabel("PSI, worst feature")
+    top.set_title(f"{MODEL}: drift and versions (from Prometheus, one demo run)")
+    top.legend(loc="upper left")
+    for series in versions:
+        t = [float(v[0]) - start for v in series["values"]]
+        bottom.step(t, [float(v[1]) for v in series["values"]], where="post", color="black")
+    bottom.set_ylabel("serving version")
+    bottom.set_yticks([1, 2])
+    bottom.set_xlabel("seconds since the model was applied")
+    fig.tight_layout()
+    PICTURE.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PICTURE, dpi=100)
 
 
 if __name__ == "__main__":

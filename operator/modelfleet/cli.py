@@ -57,6 +57,13 @@ def _operator(args: argparse.Namespace) -> int:
     )
 
 
+def _status(args: argparse.Namespace) -> int:
+    from modelfleet.report import list_models, table
+
+    print(table(list_models(args.namespace)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelfleet", description="ModelFleet: ML models from YAML on Kubernetes.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--log-format", choices=["plain", "json"], default="plain")
     op.add_argument("--verbose", action="store_true")
     op.set_defaults(func=_operator)
+
+    st = sub.add_parser("status", help="one line per MLModel: owner, phase, versions, metrics, drift, GPU-hours")
+    st.add_argument("-n", "--namespace", help="only this namespace (default: all; uses $KUBECONFIG)")
+    st.set_defaults(func=_status)
     return parser
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILE_TOTAL = Counter(
     "modelfleet_reconcile_total",
@@ -39,4 +39,35 @@ GPU_HOURS = Counter(
     "modelfleet_gpu_hours",
     "GPU-hours allocated to models, by phase (training: at each run's end; serving: as the operator observes it).",
     ["namespace", "model", "phase"],
+)
+OPERATOR_INFO = Gauge("modelfleet_operator_info", "The running operator (value 1).", ["version"])
+TRAININGJOBS_FINISHED = Counter(
+    "modelfleet_trainingjobs_finished",
+    "TrainingJobs that reached an end, by result (succeeded, failed, cachehit).",
+    ["namespace", "model", "result"],
+)
+DRIFT_DETECTED = Gauge(
+    "modelfleet_drift_detected",
+    "1 while a DriftPolicy sees drift sustained for its trigger.for, 0 otherwise (absent before its first evaluation).",
+    ["namespace", "policy", "model"],
+)
+BUDGET_EXHAUSTED = Gauge(
+    "modelfleet_budget_exhausted",
+    "1 while a DriftPolicy's retraining budget is spent.",
+    ["namespace", "policy", "model"],
+)
+GPU_IDLE = Gauge(
+    "modelfleet_gpu_idle",
+    "1 while a DriftPolicy's utilization rule finds the model's serving GPUs idle.",
+    ["namespace", "policy", "model"],
+)
+MODEL_INFO = Gauge(
+    "modelfleet_model_info",
+    "One series per MLModel (value 1) with its owner team and phase; for dashboards and joins.",
+    ["namespace", "model", "team", "risk_class", "phase"],
+)
+SERVING_VERSION = Gauge(
+    "modelfleet_model_serving_version",
+    "The version number an MLModel serves (absent before the first one).",
+    ["namespace", "model"],
 )

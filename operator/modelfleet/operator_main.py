@@ -27,6 +27,10 @@ def run(*, namespaces: tuple[str, ...], metrics_port: int, health_port: int, jso
         )
         return 2
     import modelfleet.handlers  # noqa: F401  (registers the handlers)
+    from modelfleet import __version__
+    from modelfleet.metrics import OPERATOR_INFO
+
+    OPERATOR_INFO.labels(__version__).set(1)
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from modelfleet.devcluster.prometheus import PodDiscovery, PrometheusServer
+from tests.argocd import check_health
 from tests.datasets import write
 from tests.e2e.conftest import claim, dump, events
 from tests.e2e.test_serving import infer, serving_pod_ip
@@ -113,6 +114,9 @@ def test_shifted_traffic_is_detected_retrained_on_current_data_and_the_new_versi
         v1 = served["status"]["versions"][0]
         assert v2["datasetDigest"] != v1["datasetDigest"]  # it read the dataset as it is now
         assert has_condition(served, "Drifted")
+        check_health(served, "Healthy", "serving-after-drift-retrain")
+        check_health(kube.get("dpol", "watch", namespace), "Healthy", "drift-detected-retrained")
+        check_health(kube.get("tj", tj["metadata"]["name"], namespace), "Healthy", "drift-retrain-succeeded")
 
         # The new version's reference is the shifted data: the same traffic is no longer drift. One retrain only.
         send(kube, namespace, 2, shifted)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from modelfleet.devcluster.prometheus import PodDiscovery, PrometheusServer
+from tests.argocd import check_health
 from tests.datasets import write
 from tests.e2e.conftest import claim, dump, events
 from tests.e2e.test_serving import infer, serving_pod_ip
@@ -58,6 +59,7 @@ def test_idle_model_scales_to_zero_and_back_on_request(
         assert (serving.get("status"), serving.get("reason")) == ("False", "ScaledToZero"), dump(model)
         assert model and model["status"]["utilization"]["scaledToZeroTime"]
         assert "modelfleet.io/scale-up" in serving["message"]
+        check_health(model, "Suspended", "scaled-to-zero")
         assert any(
             e.startswith("ScaledToZero: scaled to zero: no requests for 20s") for e in events(kube, namespace, NAME)
         )

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from modelfleet.artifact.sklearn_model import SklearnPredictor
+from tests.argocd import check_health
 from tests.datasets import feature_spec, write
 from tests.e2e.conftest import claim, dump, events
 from tests.e2e.test_training import TRAIN_TIMEOUT, model_manifest
@@ -52,6 +53,7 @@ def test_trained_model_is_served_and_answers_correctly(kube: Kube, operator: Ope
         "the model to be Ready",
     )
     assert model["status"]["servingVersion"]["number"] == 1 and model["status"]["phase"] == "Serving"
+    check_health(model, "Healthy", "serving")
     assert model["status"]["endpoint"] == f"http://tumour.{namespace}.svc.cluster.local/v2/models/tumour/infer"
     assert kube.get("service", "tumour", namespace)
     deployment = kube.get("deployment", "tumour", namespace)
@@ -86,6 +88,7 @@ def test_high_risk_waits_for_approval_and_a_corrupted_version_is_rolled_back(
         "version 1 to await approval",
     )
     assert '"approvedVersion":1' in condition(trained, "Approved")["message"]  # type: ignore[index]
+    check_health(trained, "Suspended", "awaiting-approval")
     assert kube.get("deployment", "credit", namespace) is None  # nothing is served before approval
 
     manifest["spec"]["serving"] = {"approvedVersion": 1}
@@ -122,6 +125,7 @@ def test_high_risk_waits_for_approval_and_a_corrupted_version_is_rolled_back(
     )
     why = condition(degraded, "Degraded")
     assert why and why["reason"] == "RolloutFailed" and "rejected before loading" in why["message"], dump(why)
+    check_health(degraded, "Degraded", "rollout-failed")
     assert degraded["status"]["servingVersion"]["number"] == 1
     v2 = next(v for v in degraded["status"]["versions"] if v["number"] == 2)
     assert v2["promotable"] is False and "rollout failed" in v2["rejectedReason"]

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from modelfleet.artifact import verify_directory
+from tests.argocd import check_health
 from tests.datasets import feature_spec, write
 from tests.e2e.conftest import claim, dump, events, jobs_of
 from tests.support import Kube, OperatorProcess, condition, has_condition, wait_for
@@ -74,6 +75,8 @@ def test_model_trains_on_the_executor_then_cache_hits_then_a_bad_dataset_keeps_v
     assert tj and tj["spec"]["reason"] == "initial"
     assert tj["metadata"]["ownerReferences"][0]["kind"] == "MLModel"
     assert tj["status"]["result"]["rows"] == 569 and tj["status"]["phase"] == "Succeeded"
+    check_health(tj, "Healthy", "succeeded")
+    check_health(model, "Progressing", "trained-not-yet-serving")
     jobs = jobs_of(kube, namespace, "tumour-v1")
     assert len(jobs) == 1
     pod = kube.items("pods", namespace, selector=f"batch.kubernetes.io/job-name={tj['status']['jobName']}")[0]
@@ -93,6 +96,7 @@ def test_model_trains_on_the_executor_then_cache_hits_then_a_bad_dataset_keeps_v
     assert condition(hit, "CacheHit")["status"] == "True"  # type: ignore[index]
     assert hit["status"]["cachedFrom"] == "tumour-v1" and hit["status"]["result"] == tj["status"]["result"]
     assert jobs_of(kube, namespace, "tumour-again") == []
+    check_health(hit, "Healthy", "cache-hit")
 
     # Editing only serving never retrains.
     edited = model_manifest("tumour")
@@ -109,6 +113,7 @@ def test_model_trains_on_the_executor_then_cache_hits_then_a_bad_dataset_keeps_v
     why = condition(failed, "Failed")
     assert why and why["status"] == "True" and why["reason"] == "TrainingError", dump(failed["status"])
     assert "no target column 'target'" in why["message"]
+    check_health(failed, "Degraded", "failed-training-error")
     assert failed["spec"]["reason"] == "dataset"
     assert len(jobs_of(kube, namespace, "tumour-v2")) == 1
     pods = kube.items("pods", namespace, selector=f"batch.kubernetes.io/job-name={failed['status']['jobName']}")
@@ -183,4 +188,5 @@ def test_gpu_training_lands_on_a_simulated_gpu_node_and_an_impossible_one_stays_
     )
     message = condition(queued, "Queued")["message"]  # type: ignore[index]
     assert "Insufficient nvidia.com/gpu" in message and queued["status"]["phase"] == "Queued"
+    check_health(queued, "Progressing", "queued-unschedulable")
     assert any(e.startswith("Unschedulable") for e in events(kube, namespace, "gpu-sixteen"))

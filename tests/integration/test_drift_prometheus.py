@@ -25,6 +25,7 @@ from modelfleet.config import OperatorConfig
 from modelfleet.devcluster.prometheus import PrometheusServer, openmetrics, static_job
 from modelfleet.reconcilers.driftpolicy import reconcile_driftpolicy
 from modelfleet.status.conditions import get_condition
+from tests.argocd import check_health
 from tests.samples import sample
 from tests.support import Kube, OperatorProcess, condition, wait_for
 
@@ -219,6 +220,15 @@ def test_weekly_budget_counts_real_trainingjobs(
         assert cond(policy, "BudgetExhausted")[:2] == ("True", "MaxRetrainsPerWeek")
         assert policy.status.retrains_this_week == 2
         assert any(e[1] == "RetrainSuppressed" and "maxRetrainsPerWeek 2" in e[2] for e in plan.events)
+        # The status the reconciler computed, as the operator writes it.
+        body = {
+            "apiVersion": "modelfleet.io/v1alpha1",
+            "kind": "DriftPolicy",
+            "metadata": {"name": "watch", "generation": 1},
+        }
+        check_health(
+            {**body, "spec": policy.spec.wire(), "status": policy.status.wire()}, "Degraded", "budget-exhausted"
+        )
     finally:
         prom.stop()
 
@@ -370,6 +380,7 @@ def test_the_operator_writes_policy_status_and_mirrors_drift_into_the_model(
         )
         assert policy["status"]["checks"][0]["value"] == 0.05
         assert condition(policy, "DriftDetected")["status"] == "False"  # type: ignore[index]
+        check_health(policy, "Healthy", "no-drift")
         wait_for(
             lambda: (condition(kube.get("mlm", MODEL, namespace), "Drifted") or {}).get("status") == "False",
             30,
@@ -392,6 +403,7 @@ def test_the_operator_writes_policy_status_and_mirrors_drift_into_the_model(
             "the model to mirror it",
         )
         assert "DriftPolicy watch: errors 0.5 > 0.1" in drifted["message"]
+        check_health(kube.get("dpol", "watch", namespace), "Healthy", "drift-detected-alert")
         events = [e["reason"] for e in kube.items("events", namespace, field_selector="involvedObject.name=watch")]
         assert "DriftDetected" in events
         assert op.counter("modelfleet_drift_evaluations_total", namespace=namespace, result="alert") >= 1
@@ -409,6 +421,7 @@ def test_the_operator_writes_policy_status_and_mirrors_drift_into_the_model(
             op.counter("modelfleet_retrains_suppressed_total", namespace=namespace, reason="prometheus-unavailable")
             >= 1
         )
+        check_health(kube.get("dpol", "watch", namespace), "Degraded", "prometheus-unavailable")
     finally:
         op.stop()
         prom.stop()

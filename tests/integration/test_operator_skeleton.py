@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.argocd import check_health
 from tests.samples import all_samples, sample
 from tests.support import Kube, OperatorProcess, condition, wait_for
 
@@ -43,6 +44,7 @@ def test_new_model_gets_observed_generation_and_every_condition(
     assert types["Approved"]["status"] == "True"  # riskClass limited needs no approval
     assert all(c["observedGeneration"] == 1 for c in types.values())
     assert obj["status"]["phase"] == "Training"
+    check_health(obj, "Progressing", "training-first-version")
 
 
 def test_editing_the_spec_bumps_observed_generation(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
@@ -76,6 +78,8 @@ def test_every_kind_gets_initial_conditions(kube: Kube, operator: OperatorProces
         ("False", "ModelNotFound"),
         ("Unknown", "NotEvaluatedYet"),
     }, evaluated
+    check_health(dpol, "Degraded", "not-evaluable-" + evaluated["reason"].lower())
+    check_health({**dpol, "status": None}, "Progressing", "no-status-yet")
     assert condition(dpol, "BudgetExhausted")["status"] == "False"  # type: ignore[index]
 
 
@@ -92,6 +96,7 @@ def test_semantically_invalid_spec_ends_invalid_with_one_event_and_no_retries(
     ready = condition(obj, "Ready")
     assert ready and ready["reason"] == "InvalidSpec" and "sklearn.cluster.KMeans" in ready["message"]
     assert obj["status"]["phase"] == "Invalid"  # type: ignore[index]
+    check_health(obj, "Degraded", "invalid-spec")
 
     def invalid_events() -> list[dict[str, Any]]:
         return [

@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     drift = False
     for out in args.out:
         expected_names = set(files)
-        present = {p.name for p in out.glob("*.yaml")} if out.exists() else set()
+        # kustomization.yaml is written by hand (it lists the CRDs for kubectl apply -k); everything else is ours.
+        present = {p.name for p in out.glob("*.yaml") if p.name != "kustomization.yaml"} if out.exists() else set()
         for name, text in files.items():
             path = out / name
             current = path.read_text() if path.exists() else ""

@@ -113,7 +113,12 @@ class Kube:
         claim, _, rel = uri[len("pvc://") :].partition("/")
         pvc = self._get(self.core.read_namespaced_persistent_volume_claim, claim, namespace)
         volume = (pvc or {}).get("spec", {}).get("volumeName")
-        pv = self._get(self.core.read_persistent_volume, volume) if volume else None
+        try:
+            pv = self._get(self.core.read_persistent_volume, volume) if volume else None
+        except ApiException as e:
+            if e.status == 403:  # watching namespaces only: no cluster-scoped reads (see api/rbac.py)
+                return None
+            raise
         source = (pv or {}).get("spec", {})
         base = (source.get("hostPath") or source.get("local") or {}).get("path")
         if not base or not Path(base).is_dir():

@@ -10,9 +10,18 @@ import kopf
 from modelfleet.api.v1alpha1 import GROUP, VERSION, DriftPolicy
 from modelfleet.config import OperatorConfig
 from modelfleet.handlers.common import is_invalid_for_this_generation, run_reconcile
-from modelfleet.metrics import DRIFT_BREACHES, DRIFT_EVALUATIONS, RETRAINS_SUPPRESSED, RETRAINS_TRIGGERED
+from modelfleet.metrics import (
+    BUDGET_EXHAUSTED,
+    DRIFT_BREACHES,
+    DRIFT_DETECTED,
+    DRIFT_EVALUATIONS,
+    GPU_IDLE,
+    RETRAINS_SUPPRESSED,
+    RETRAINS_TRIGGERED,
+)
 from modelfleet.reconcilers.driftpolicy import initial_status, reconcile_driftpolicy
 from modelfleet.reconcilers.outcome import Event, Outcome
+from modelfleet.status.conditions import TRUE, get_condition
 
 POLL_SECONDS = OperatorConfig.from_env().poll_seconds
 
@@ -33,6 +42,15 @@ def _reconcile(obj: DriftPolicy, generation: int | None, deps: Any, now: Any) ->
             RETRAINS_SUPPRESSED.labels(*labels, plan.outcome.removeprefix("suppressed-")).inc()
         elif plan.outcome == "unavailable":
             RETRAINS_SUPPRESSED.labels(*labels, "prometheus-unavailable").inc()
+        gauges = (labels[0], str(obj.metadata.get("name", "")), labels[1])
+        for gauge, ctype in (
+            (DRIFT_DETECTED, "DriftDetected"),
+            (BUDGET_EXHAUSTED, "BudgetExhausted"),
+            (GPU_IDLE, "GpuIdle"),
+        ):
+            condition = get_condition(plan.status.conditions, ctype)
+            if condition is not None and condition.status in ("True", "False"):
+                gauge.labels(*gauges).set(1 if condition.status == TRUE else 0)
     return Outcome(plan.status, [Event(*e) for e in plan.events])
 
 

@@ -24,7 +24,7 @@ from modelfleet.builders.training import (
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import InvalidSpec
 from modelfleet.faults import crash_point
-from modelfleet.metrics import GPU_HOURS
+from modelfleet.metrics import GPU_HOURS, TRAININGJOBS_FINISHED
 from modelfleet.reconcilers.common import check_training
 from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.reconcilers.utilization import read_training_gpu_percent
@@ -296,11 +296,16 @@ def plan_trainingjob(
 def record_gpu_use(
     tj: TrainingJob, before: TrainingJobStatus, after: TrainingJobStatus, config: OperatorConfig, prometheus_for: Any
 ) -> None:
-    """When a run has just finished: its GPU-hours (status and the cost counter) and its average GPU utilisation."""
-    if is_terminal(before) or not is_terminal(after) or not after.gpu_seconds:
+    """When a run has just finished: the finished-runs counter, its GPU-hours (status and the cost counter) and its
+    average GPU utilisation."""
+    if is_terminal(before) or not is_terminal(after):
         return
     namespace = str(tj.metadata.get("namespace", ""))
     model = tj.spec.model_ref.name if tj.spec.model_ref else ""
+    result = "cachehit" if after.cached_from else ("succeeded" if after.result else "failed")
+    TRAININGJOBS_FINISHED.labels(namespace, model, result).inc()
+    if not after.gpu_seconds:
+        return
     GPU_HOURS.labels(namespace, model, "training").inc(after.gpu_seconds / 3600.0)
     after.utilization = TrainingUtilization(gpu_hours=round(after.gpu_seconds / 3600.0, 4))
     start, end = _time(after.start_time), _time(after.completion_time)

@@ -1,0 +1,201 @@
+"""The Helm chart and the kustomize install: lint, schema errors, one RBAC for both, and both applied to the dev
+cluster with a server-side dry run and then for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelfleet.api.rbac import CLUSTER_RULES, RULES
+from modelfleet.devcluster.binaries import find_binaries
+from tests.support import Kube
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "modelfleet"
+ALL_FEATURES = [
+    "--set",
+    "metrics.serviceMonitor.enabled=true",
+    "--set",
+    "metrics.podMonitor.enabled=true",
+    "--set",
+    "prometheusRule.enabled=true",
+    "--set",
+    "networkPolicy.enabled=true",
+]
+# The pod must not start on the dev cluster's executor (it would be a second operator): nothing matches this.
+NOWHERE = ["--set", "nodeSelector.modelfleet\\.io/test=nowhere"]
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run([str(find_binaries() / "helm"), *args], capture_output=True, text=True, check=False)
+    if check and res.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed: {res.stderr}")
+    return res
+
+
+def template(*args: str, namespace: str = "modelfleet-system", release: str = "modelfleet") -> list[dict[str, Any]]:
+    text = helm("template", release, str(CHART), "--namespace", namespace, *args).stdout
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+@pytest.mark.parametrize("values", [[], ALL_FEATURES, ["--set", "watchNamespaces={team-a,team-b}", *ALL_FEATURES]])
+def test_chart_lints_strictly_and_renders(values: list[str]) -> None:
+    assert "0 chart(s) failed" in helm("lint", "--strict", str(CHART), *values).stdout
+    docs = template(*values)
+    deployment = by_kind(docs, "Deployment")[0]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"} and deployment["spec"]["replicas"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert (
+        pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    )
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "watchNamespaces={Bad_Namespace}"], "/watchNamespaces/0': 'Bad_Namespace' does not match"),
+        (["--set", "pollSeconds=0"], "/pollSeconds': minimum: got 0, want 1"),
+        (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy': value must be one of"),
+        (["--set", "replicas=2"], "additional properties 'replicas' not allowed"),
+        (["--set", "prometheusUrl=prometheus:9090"], "/prometheusUrl'"),
+        (["--set", "metrics.serviceMonitor.interval=soon"], "/metrics/serviceMonitor/interval'"),
+    ],
+)
+def test_bad_values_are_rejected_by_the_schema_naming_the_field(values: list[str], message: str) -> None:
+    res = helm("template", "x", str(CHART), *values, check=False)
+    assert res.returncode != 0
+    assert "values don't meet the specifications of the schema" in res.stderr and message in res.stderr, res.stderr
+
+
+def _rules(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(obj["rules"])
+
+
+def test_one_rbac_for_chart_and_kustomize_least_privilege() -> None:
+    role = yaml.safe_load((ROOT / "manifests" / "rbac" / "role.yaml").read_text())
+    chart_role = by_kind(template(), "ClusterRole")[0]
+    assert _rules(chart_role) == _rules(role) == RULES + CLUSTER_RULES
+    for rule in _rules(role):
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+        assert "secrets" not in rule["resources"] and "configmaps" not in rule["resources"]
+    # Watching namespaces: Roles in exactly those, and nothing cluster-scoped.
+    docs = template("--set", "watchNamespaces={team-a,team-b}")
+    assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
+    roles = by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert all(_rules(r) == RULES for r in roles)
+    args = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+
+
+def test_kustomize_install_is_the_chart(kube: Kube) -> None:
+    text = kube.run("kustomize", str(ROOT / "manifests" / "default")).stdout
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    kinds = sorted({d["kind"] for d in docs})
+    assert kinds == sorted(
+        {
+            "Namespace",
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Service",
+        }
+    )
+    chart = template()
+    assert by_kind(docs, "Deployment")[0]["spec"] == by_kind(chart, "Deployment")[0]["spec"]
+    assert _rules(by_kind(docs, "ClusterRole")[0]) == _rules(by_kind(chart, "ClusterRole")[0])
+    assert len(by_kind(docs, "CustomResourceDefinition")) == 3
+    assert subprocess.run(["python", str(ROOT / "hack" / "render_default.py"), "--check"], check=False).returncode == 0
+
+
+@pytest.fixture
+def release_namespace(kube: Kube) -> Iterator[str]:
+    name = f"modelfleet-pkg-{secrets.token_hex(3)}"
+    kube.run("create", "namespace", name)
+    yield name
+    kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _apply(kube: Kube, docs: list[dict[str, Any]], *flags: str) -> None:
+    payload = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
+    kube.run("apply", "--server-side", "--field-manager=packaging-test", *flags, "-f", "-", input=payload)
+
+
+def test_rendered_chart_applies_to_the_cluster(kube: Kube, crds: Path, release_namespace: str) -> None:
+    release = release_namespace  # unique: cluster-scoped names carry it
+    docs = [
+        d
+        for d in template(*NOWHERE, "--set", "networkPolicy.enabled=true", namespace=release_namespace, release=release)
+        if d["kind"] not in ("ServiceMonitor", "PodMonitor", "PrometheusRule")  # no Prometheus Operator CRDs here
+    ]
+    try:
+        _apply(kube, docs, "--dry-run=server")
+        assert kube.get("deployment", f"{release}-operator", release_namespace) is None  # a dry run creates nothing
+        _apply(kube, docs)
+        assert kube.get("deployment", f"{release}-operator", release_namespace)
+        assert kube.get("clusterrole", f"{release}-operator")
+        assert kube.get("networkpolicy", f"{release}-operator", release_namespace)
+    finally:
+        kube.run("delete", "clusterrole,clusterrolebinding", f"{release}-operator", "--ignore-not-found", check=False)
+
+
+def test_kustomize_install_applies_to_the_cluster(kube: Kube, crds: Path, tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(ROOT / "manifests" / "default", overlay)],
+                "patches": [
+                    {
+                        "target": {"kind": "Deployment", "name": "modelfleet-operator"},
+                        "patch": json.dumps(
+                            [
+                                {
+                                    "op": "add",
+                                    "path": "/spec/template/spec/nodeSelector",
+                                    "value": {"modelfleet.io/test": "nowhere"},
+                                }
+                            ]
+                        ),
+                    }
+                ],
+            }
+        )
+    )
+    text = kube.run("kustomize", "--load-restrictor=LoadRestrictionsNone", str(overlay)).stdout
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    try:
+        # A server-side dry run of namespaced objects needs their namespace to exist: the Namespace goes first.
+        _apply(kube, by_kind(docs, "Namespace"))
+        _apply(kube, docs, "--dry-run=server")
+        assert kube.get("deployment", "modelfleet-operator", "modelfleet-system") is None
+        _apply(kube, docs)
+        assert kube.get("deployment", "modelfleet-operator", "modelfleet-system")
+        assert kube.get("serviceaccount", "modelfleet-operator", "modelfleet-system")
+    finally:
+        kube.run("delete", "namespace", "modelfleet-system", "--wait=false", check=False)
+        kube.run("delete", "clusterrole,clusterrolebinding", "modelfleet-operator", "--ignore-not-found", check=False)
