@@ -5,11 +5,11 @@
    servers, the operator and a DCGM stand-in exporter) and the operator;
 3. put a real dataset (breast cancer, bundled with scikit-learn) on a volume and apply an MLModel and its DriftPolicy:
    the operator trains version 1 for real on the executor node, serves it, and it answers a v2 inference request;
-4. traffic like the training data: the policy evaluates it, no drift;
-5. the world changes: the dataset file now holds a shifted feature, and so does the traffic. The policy sees drift
+4. the same training spec as a TrainingJob of its own: a cache hit, no second Job;
+5. traffic like the training data: the policy evaluates it, no drift;
+6. the world changes: the dataset file now holds a shifted feature, and so does the traffic. The policy sees drift
    sustained for its `for`, retrains on the data as it is now (a TrainingJob with reason drift, never a cache hit),
    version 2 is served, and the same traffic is no longer drift for it;
-6. the same training spec as a TrainingJob of its own: a cache hit, no second Job;
 7. GPU training on the simulated GPU nodes: one GPU is scheduled (its utilisation read from DCGM series), sixteen
    stay Queued/Unschedulable — what a cluster autoscaler acts on.
 It ends with `modelfleet status` and draws drift and versions over time into docs/demo.png.
@@ -214,7 +214,21 @@ def main() -> int:
             f"true labels {labels}"
         )
 
-        say("4/7 traffic like the training data: evaluated, no drift")
+        say("4/7 the same training spec as a TrainingJob of its own: a cache hit, no second Job")
+        again = {
+            "apiVersion": "modelfleet.io/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "rerun"},
+            "spec": {
+                **{k: get("tj", f"{MODEL}-v1")["spec"][k] for k in ("framework", "task", "dataset", "training")},
+                "output": {"uri": "pvc://model-store/rerun"},
+            },
+        }
+        apply(again)
+        hit = wait(lambda: (t := get("tj", "rerun")) and cond(t, "Succeeded").get("status") == "True" and t, 60, "hit")
+        say(f"     {cond(hit, 'CacheHit').get('message')}")
+
+        say("5/7 traffic like the training data: evaluated, no drift")
         send(ip, dataset, 300)
         quiet = wait(
             lambda: (
@@ -232,7 +246,7 @@ def main() -> int:
             f"<= {PSI_THRESHOLD}: no drift"
         )
 
-        say("5/7 the world changes: mean_radius shifts by 3 standard deviations, in the data and in the traffic")
+        say("6/7 the world changes: mean_radius shifts by 3 standard deviations, in the data and in the traffic")
         write("breast_cancer", dataset, shift={"mean_radius": 3.0})
         send(ip, dataset, 300)
         detected = wait(
@@ -271,20 +285,6 @@ def main() -> int:
         say("     the shifted traffic is what version 2 learned from: no drift any more; one retrain in all")
         for line in events(kubectl, f"{MODEL}-drift") + events(kubectl, MODEL):
             say(f"     event  {line}")
-
-        say("6/7 the same training spec as a TrainingJob of its own: a cache hit, no second Job")
-        again = {
-            "apiVersion": "modelfleet.io/v1alpha1",
-            "kind": "TrainingJob",
-            "metadata": {"name": "rerun"},
-            "spec": {
-                **{k: get("tj", f"{MODEL}-v2")["spec"][k] for k in ("framework", "task", "dataset", "training")},
-                "output": {"uri": "pvc://model-store/rerun"},
-            },
-        }
-        apply(again)
-        hit = wait(lambda: (t := get("tj", "rerun")) and cond(t, "Succeeded").get("status") == "True" and t, 60, "hit")
-        say(f"     {cond(hit, 'CacheHit').get('message')}")
 
         say("7/7 GPU training on the simulated GPU nodes")
         for name, gpus in (("gpu-train", 1), ("gpu-too-big", 16)):
@@ -393,7 +393,8 @@ def events(kubectl: Callable[..., str], name: str) -> list[str]:
         kubectl("get", "events", "-n", NS, f"--field-selector=involvedObject.name={name}", "-o", "json")
     )["items"]
     items.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
-    return [f"{name}: {e['reason']}: {e['message'][:110]}" for e in items if e["reason"] not in ("Logging",)]
+    noise = ("Logging", "ScalingReplicaSet", "FailedToUpdateEndpoint", "FailedToUpdateEndpointSlices")
+    return [f"{name}: {e['reason']}: {e['message'][:110]}" for e in items if e["reason"] not in noise]
 
 
 def gpu_trainingjob(name: str, gpus: int) -> dict[str, Any]:

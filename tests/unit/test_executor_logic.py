@@ -228,13 +228,25 @@ def test_probe_tracker_applies_thresholds_and_initial_delay() -> None:
 
 
 def test_ip_allocator_skips_reserved_addresses_and_reuses_reported_ones() -> None:
-    ips = IpAllocator()
-    assert ips.allocate("a", None) == "127.0.0.2"
-    assert ips.allocate("b", "127.0.0.9") == "127.0.0.9"
-    assert ips.allocate("c", "127.0.0.9") == "127.0.0.3"  # taken: a fresh one
-    assert ips.allocate("a", None) == "127.0.0.2"  # stable per pod
+    import ipaddress
+
+    ips = IpAllocator(ipaddress.IPv4Network("127.7.0.0/16"))
+    assert ips.allocate("a", None) == "127.7.0.2"
+    assert ips.allocate("b", "127.7.0.9") == "127.7.0.9"
+    assert ips.allocate("c", "127.7.0.9") == "127.7.0.3"  # taken: a fresh one
+    assert ips.allocate("d", "127.0.0.5") == "127.7.0.4"  # another cluster's network: not ours to reuse
+    assert ips.allocate("a", None) == "127.7.0.2"  # stable per pod
     ips.release("a")
-    assert ips.allocate("d", None) == "127.0.0.2"
+    assert ips.allocate("e", None) == "127.7.0.2"
+
+
+def test_each_cluster_gets_its_own_pod_network() -> None:
+    from modelfleet.devcluster.executor.executor import pod_network
+
+    networks = {pod_network(f"cluster-{i}") for i in range(20)}
+    assert len(networks) >= 18  # 254 choices: collisions are rare
+    assert all(n.prefixlen == 16 and str(n).startswith("127.") and not str(n).startswith("127.0.") for n in networks)
+    assert pod_network("same") == pod_network("same")
 
 
 def test_gpu_nodes_are_tainted_and_advertise_gpus() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import hashlib
 import ipaddress
 import json
 import logging
@@ -31,23 +32,31 @@ from modelfleet.devcluster.processes import MARKER_ENV, environ_of, marked_pids,
 
 NODE_ENV = "MODELFLEET_EXECUTOR_NODE"
 RELIST_SECONDS = 60.0
-POD_NETWORK = ipaddress.ip_network("127.0.0.0/16")
+
+
+def pod_network(cluster_id: str) -> ipaddress.IPv4Network:
+    """A loopback /16 of this cluster's own, 127.N.0.0/16 with N from 1 to 254 chosen by the cluster's id: two dev
+    clusters on one machine (the demo's and a test session's) would otherwise hand out the same pod addresses, and a
+    new pod's server could not bind while the other cluster's server answered in its place."""
+    digest = hashlib.sha256(cluster_id.encode()).digest()
+    return ipaddress.IPv4Network(f"127.{1 + int.from_bytes(digest[:4], 'big') % 254}.0.0/16")
 
 
 class IpAllocator:
-    """One loopback address per pod (127.0.0.2 upwards); 127.0.0.1 stays the node's."""
+    """One loopback address per pod in the cluster's pod network; 127.0.0.1 stays the node's."""
 
-    def __init__(self) -> None:
+    def __init__(self, network: ipaddress.IPv4Network | None = None) -> None:
         self.used: dict[str, str] = {}
+        self.network = network or pod_network(os.environ.get(MARKER_ENV, ""))
 
     def allocate(self, uid: str, preferred: str | None) -> str:
         if uid in self.used:
             return self.used[uid]
         taken = set(self.used.values())
-        if preferred and preferred not in taken and ipaddress.ip_address(preferred) in POD_NETWORK:
+        if preferred and preferred not in taken and ipaddress.ip_address(preferred) in self.network:
             self.used[uid] = preferred
             return preferred
-        for host in POD_NETWORK.hosts():
+        for host in self.network.hosts():
             ip = str(host)
             if ip.endswith(".0") or ip.endswith(".1") or ip.endswith(".255") or ip in taken:
                 continue
