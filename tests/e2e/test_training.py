@@ -190,3 +190,22 @@ def test_gpu_training_lands_on_a_simulated_gpu_node_and_an_impossible_one_stays_
     assert "Insufficient nvidia.com/gpu" in message and queued["status"]["phase"] == "Queued"
     check_health(queued, "Progressing", "queued-unschedulable")
     assert any(e.startswith("Unschedulable") for e in events(kube, namespace, "gpu-sixteen"))
+
+
+def test_a_model_whose_first_training_fails_says_so(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+    data = claim(kube, namespace, "datasets")
+    claim(kube, namespace, "model-store")
+    (data / "broken.csv").write_text("mean_radius,mean_texture\n1.0,2.0\n")  # no target column
+    kube.apply(model_manifest("nevertrained", "pvc://datasets/broken.csv"), namespace)
+    model = wait_for(
+        lambda: (
+            (m := kube.get("mlm", "nevertrained", namespace))
+            and (condition(m, "Trained") or {}).get("reason") == "TrainingFailed"
+            and m
+        ),
+        TRAIN_TIMEOUT,
+        "the first training to fail",
+    )
+    assert model["status"]["phase"] == "Failed" and "latestVersion" not in model["status"]
+    assert "nevertrained-v1 failed" in condition(model, "Trained")["message"]  # type: ignore[index]
+    check_health(model, "Degraded", "first-training-failed")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import difflib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from modelfleet.api.generated import write_or_check
 from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.api.v1alpha1.driftpolicy import DriftPolicySpec, DriftPolicyStatus
 from modelfleet.api.v1alpha1.mlmodel import MLModelSpec, MLModelStatus
@@ -277,19 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         # kustomization.yaml is written by hand (it lists the CRDs for kubectl apply -k); everything else is ours.
         present = {p.name for p in out.glob("*.yaml") if p.name != "kustomization.yaml"} if out.exists() else set()
         for name, text in files.items():
-            path = out / name
-            current = path.read_text() if path.exists() else ""
-            if args.check:
-                if current != text:
-                    drift = True
-                    sys.stdout.writelines(
-                        difflib.unified_diff(
-                            current.splitlines(True), text.splitlines(True), str(path), f"{path} (generated)"
-                        )
-                    )
-            else:
-                out.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
+            if write_or_check(out / name, text, args.check) and args.check:
+                drift = True
         for stale in present - expected_names:
             if args.check:
                 drift = True

@@ -8,13 +8,13 @@ operator never reads credentials (training and serving pods get theirs from thei
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from modelfleet.api.generated import write_or_check
 from modelfleet.api.v1alpha1 import GROUP
 
 READ = ["get", "list", "watch"]
@@ -102,14 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stale = False
     for rel, text in render().items():
-        path = args.root / rel
-        current = path.read_text() if path.exists() else ""
-        if args.check and current != text:
+        if write_or_check(args.root / rel, text, args.check) and args.check:
             stale = True
-            sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True), str(path)))
-        elif not args.check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
     if stale:
         print("RBAC differs from operator/modelfleet/api/rbac.py: run `make manifests` and commit", file=sys.stderr)
         return 1
