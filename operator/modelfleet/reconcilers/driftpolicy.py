@@ -19,7 +19,7 @@ from typing import Any
 
 from modelfleet.api.v1alpha1.common import parse_duration
 from modelfleet.api.v1alpha1.driftpolicy import Check, CheckStatus, DriftPolicy, DriftPolicyStatus
-from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, rfc3339
+from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, parse_time, rfc3339
 
 MAX_BACKOFF_SECONDS = 600.0
 WEEK = datetime.timedelta(days=7)
@@ -161,16 +161,10 @@ class PolicyPlan:
     outcome: str = "not-due"  # for the operator's metrics: ok, unavailable, retrain, suppressed-<why>, alert
 
 
-def _ts(value: Any) -> datetime.datetime | None:
-    if value is None or isinstance(value, datetime.datetime):
-        return value
-    return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
 def evaluation_due(policy: DriftPolicy, generation: int | None, now: datetime.datetime) -> bool:
     """Due every `interval`; after failures every interval x 2^failures (at most 10 min); at once on a new spec."""
     status = policy.status
-    last = _ts(status.last_evaluation_time)
+    last = parse_time(status.last_evaluation_time)
     if last is None or status.observed_generation != generation:
         return True
     wait = parse_duration(policy.spec.interval)
@@ -318,7 +312,7 @@ def _suppression(
 ) -> tuple[str, str] | None:
     if history.active_run:
         return "active-run", f"drift detected, no retrain: TrainingJob {history.active_run} is still running"
-    last = _ts(status.last_triggered_time)
+    last = parse_time(status.last_triggered_time)
     cooldown = parse_duration(spec.cooldown)
     if last is not None and (now - last).total_seconds() < cooldown:
         until = (last + datetime.timedelta(seconds=cooldown)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -409,7 +403,7 @@ def history_of(trainingjobs: Sequence[dict[str, Any]], now: datetime.datetime) -
     drift_runs, active, gpu_seconds = [], None, 0.0
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     for tj in trainingjobs:
-        created = _ts(tj["metadata"].get("creationTimestamp"))
+        created = parse_time(tj["metadata"].get("creationTimestamp"))
         status = tj.get("status") or {}
         finished = any(
             c.get("type") in ("Succeeded", "Failed") and c.get("status") == TRUE for c in status.get("conditions") or []

@@ -24,7 +24,7 @@ from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.reconcilers.scaling import SCALE_UP_ANNOTATION, pinned_replicas, record_activity
 from modelfleet.reconcilers.serving import choose_version, rollout_complete, rollout_failure
 from modelfleet.reconcilers.utilization import Activity, read_activity
-from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition
+from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, parse_time
 
 READY_NEEDS = ("Trained", "Serving", "Approved")
 MAX_VERSIONS = 20
@@ -388,12 +388,8 @@ def plan_mlmodel(
 
 
 def activity_due(model: MLModel, config: OperatorConfig, now: datetime.datetime) -> bool:
-    observed = (model.status.utilization or Utilization()).observed_time
-    if observed is None:
-        return True
-    return (now - datetime.datetime.fromisoformat(observed.replace("Z", "+00:00"))).total_seconds() >= (
-        config.activity_seconds
-    )
+    observed = parse_time((model.status.utilization or Utilization()).observed_time)
+    return observed is None or (now - observed).total_seconds() >= config.activity_seconds
 
 
 def reconcile_mlmodel(

@@ -18,13 +18,9 @@ from modelfleet.api.v1alpha1.common import parse_duration
 from modelfleet.api.v1alpha1.mlmodel import MLModelSpec, MLModelStatus, Utilization
 from modelfleet.reconcilers.outcome import Event
 from modelfleet.reconcilers.utilization import Activity
-from modelfleet.status.conditions import TRUE, get_condition, rfc3339
+from modelfleet.status.conditions import TRUE, get_condition, parse_time, rfc3339
 
 SCALE_UP_ANNOTATION = "modelfleet.io/scale-up"
-
-
-def _time(value: str | None) -> datetime.datetime | None:
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def gpu_idle_scale_down(policies: Sequence[dict[str, Any]]) -> str | None:
@@ -45,7 +41,7 @@ def record_activity(
     if activity is None:
         return 0.0
     u = status.utilization = status.utilization or Utilization()
-    previous = _time(u.observed_time)
+    previous = parse_time(u.observed_time)
     added = max(0.0, (now - previous).total_seconds()) * serving_gpus if previous else 0.0
     if added:
         u.serving_gpu_seconds = round((u.serving_gpu_seconds or 0.0) + added, 3)
@@ -90,10 +86,12 @@ def pinned_replicas(
     if activity is None or not activity.scraped:
         return None  # no evidence either way: keep serving
     serving_cond = get_condition(status.conditions, "Serving")
-    serving_since = _time(serving_cond.last_transition_time) if serving_cond and serving_cond.status == TRUE else None
+    serving_since = (
+        parse_time(serving_cond.last_transition_time) if serving_cond and serving_cond.status == TRUE else None
+    )
     if serving_since is None:
         return None  # not serving yet (first rollout): nothing to be idle from
-    last = max(t for t in (_time(u.last_request_time), _time(u.active_since), serving_since) if t is not None)
+    last = max(t for t in (parse_time(u.last_request_time), parse_time(u.active_since), serving_since) if t is not None)
     idle_after = parse_duration(serving.idle_after)
     idle = (now - last).total_seconds() >= idle_after
     if not idle and not gpu_policy:

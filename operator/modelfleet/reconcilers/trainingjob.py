@@ -28,7 +28,7 @@ from modelfleet.metrics import GPU_HOURS, TRAININGJOBS_FINISHED
 from modelfleet.reconcilers.common import check_training
 from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.reconcilers.utilization import read_training_gpu_percent
-from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, rfc3339
+from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, parse_time, rfc3339
 
 TERMINAL = ("Succeeded", "Failed")
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError")
@@ -47,10 +47,6 @@ class TrainingPlan:
     create_job: bool = False
     delete_job: bool = False
     events: list[Event] = field(default_factory=list)
-
-
-def _time(value: Any) -> datetime.datetime | None:
-    return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
 
 
 def is_terminal(status: TrainingJobStatus) -> bool:
@@ -148,10 +144,14 @@ def stuck_reason(pod: dict[str, Any]) -> tuple[str, str, datetime.datetime | Non
     """Why a pending pod is not starting: unschedulable, or its image cannot be pulled."""
     for cond in (pod.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "PodScheduled" and cond.get("status") == FALSE and cond.get("reason") == "Unschedulable":
-            return "Unschedulable", str(cond.get("message", "")), _time(cond.get("lastTransitionTime"))
+            return "Unschedulable", str(cond.get("message", "")), parse_time(cond.get("lastTransitionTime"))
     waiting = (_trainer_state(pod).get("state") or {}).get("waiting") or {}
     if waiting.get("reason") in PULL_ERRORS:
-        return str(waiting["reason"]), str(waiting.get("message", "")), _time(pod["metadata"].get("creationTimestamp"))
+        return (
+            str(waiting["reason"]),
+            str(waiting.get("message", "")),
+            parse_time(pod["metadata"].get("creationTimestamp")),
+        )
     return None
 
 
@@ -195,7 +195,7 @@ def plan_trainingjob(
         c.set("Queued", FALSE, "Admitted")
         status.phase = "Succeeded" if ok else "Failed"
         status.completion_time = rfc3339(completed)
-        start = _time(status.start_time)
+        start = parse_time(status.start_time)
         status.gpu_seconds = round(max(0.0, (completed - start).total_seconds()) * gpus, 3) if start else 0.0
         plan.events.append(Event("Normal" if ok else "Warning", "Succeeded" if ok else "Failed", message))
 
@@ -236,7 +236,7 @@ def plan_trainingjob(
             pod = _newest(obs.pods, "Succeeded")
             term = (_trainer_state(pod).get("state") or {}).get("terminated") or {} if pod else {}
             result, problem = parse_result(term.get("message"))
-            completed = _time(jst.get("completionTime")) or now
+            completed = parse_time(jst.get("completionTime")) or now
             if result is not None:
                 status.result = result
                 finish(True, "Trained", f"trained: {_metrics_text(result)}", completed)
@@ -245,7 +245,7 @@ def plan_trainingjob(
         elif "Failed" in jconds or "FailureTarget" in jconds:
             cond = jconds.get("Failed") or jconds["FailureTarget"]
             reason, message = failure_of(cond, obs.pods)
-            finish(False, reason, message, _time(cond.get("lastTransitionTime")) or now)
+            finish(False, reason, message, parse_time(cond.get("lastTransitionTime")) or now)
         elif job["spec"].get("suspend"):
             queue = job["metadata"].get("labels", {}).get("kueue.x-k8s.io/queue-name")
             c.set(
@@ -308,7 +308,7 @@ def record_gpu_use(
         return
     GPU_HOURS.labels(namespace, model, "training").inc(after.gpu_seconds / 3600.0)
     after.utilization = TrainingUtilization(gpu_hours=round(after.gpu_seconds / 3600.0, 4))
-    start, end = _time(after.start_time), _time(after.completion_time)
+    start, end = parse_time(after.start_time), parse_time(after.completion_time)
     if prometheus_for is not None and after.job_name and start and end:
         after.utilization.gpu_percent = read_training_gpu_percent(
             prometheus_for(config.prometheus_url), namespace, after.job_name, start, end

@@ -15,6 +15,15 @@ def rfc3339(t: datetime.datetime) -> str:
     return t.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(value: object) -> datetime.datetime | None:
+    """An RFC 3339 timestamp as the API server writes it (or a datetime already) -> datetime; None stays None."""
+    if isinstance(value, datetime.datetime):
+        return value
+    if value is None or value == "":
+        return None
+    return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
 def get_condition(conditions: Iterable[Condition], ctype: str) -> Condition | None:
     return next((c for c in conditions if c.type == ctype), None)
 
