@@ -483,6 +483,10 @@ def test_several_workers_share_the_port_the_metrics_and_the_drift_window(artifac
 
     server = Server(artifacts["sklearn"], "--workers", "2", "--drift-min-rows", "50").wait_ready()
     try:
+        # The first worker may answer before the second is forked (forking a process holding the model takes ms).
+        deadline = time.monotonic() + 10
+        while len(_children(server.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         workers = _children(server.proc.pid)
         assert len(workers) == 2
         cols = rows("breast_cancer", artifacts["bc"], 10)
@@ -513,3 +517,11 @@ def test_several_workers_share_the_port_the_metrics_and_the_drift_window(artifac
     finally:
         assert server.stop() == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in replaced)
+
+
+def test_sigterm_right_after_start_stops_every_worker(artifacts: dict[str, Path]) -> None:
+    """A SIGTERM that lands while workers are being forked must reach them all (it once missed the newest one and
+    the parent waited for it forever)."""
+    for _ in range(4):
+        server = Server(artifacts["sklearn"], "--workers", "3").wait_ready()
+        assert server.stop() == 0  # within Server.stop's 30 s, every worker drained and gone

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+FORWARDED = {signal.SIGTERM, signal.SIGINT}
 
 
 def enable_multiprocess_metrics() -> Path:
@@ -59,12 +60,16 @@ def serve_workers(
     stopping = False
 
     def spawn(slot: int) -> None:
+        # SIGTERM/SIGINT are held back while forking: a signal handled between fork() and the bookkeeping below would
+        # miss the new worker, and the parent would wait for it forever.
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
                 run_worker(sock)
             except BaseException:
                 log.exception("worker %d failed", slot)
@@ -72,6 +77,7 @@ def serve_workers(
             finally:
                 os._exit(code)
         children[pid] = slot
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # a signal that came meanwhile is handled now
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -83,6 +89,8 @@ def serve_workers(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     for slot in range(workers):
+        if stopping:
+            break
         spawn(slot)
     while children:
         try:
