@@ -48,6 +48,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its own process group: a failing test can still take every worker down
         )
 
     def wait_ready(self) -> Server:
@@ -82,7 +83,11 @@ class Server:
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # leave nothing running, then fail the test
+            raise
 
 
 @pytest.fixture(scope="module")
