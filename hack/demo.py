@@ -159,11 +159,7 @@ def main() -> int:
                 "riskClass": "limited",
                 "framework": "sklearn",
                 "task": "classification",
-                "dataset": {
-                    "uri": "pvc://datasets/breast_cancer.csv",
-                    "target": "target",
-                    "features": feature_spec("breast_cancer"),
-                },
+                "dataset": dataset_spec(),
                 "training": {
                     "estimator": "sklearn.ensemble.RandomForestClassifier",
                     "hyperparameters": {"n_estimators": 100, "max_depth": 8},
@@ -397,6 +393,11 @@ def events(kubectl: Callable[..., str], name: str) -> list[str]:
     return [f"{name}: {e['reason']}: {e['message'][:110]}" for e in items if e["reason"] not in noise]
 
 
+def dataset_spec() -> dict[str, Any]:
+    """The breast-cancer dataset on the demo's volume, as MLModels and TrainingJobs name it."""
+    return {"uri": "pvc://datasets/breast_cancer.csv", "target": "target", "features": feature_spec("breast_cancer")}
+
+
 def gpu_trainingjob(name: str, gpus: int) -> dict[str, Any]:
     return {
         "apiVersion": "modelfleet.io/v1alpha1",
@@ -405,11 +406,7 @@ def gpu_trainingjob(name: str, gpus: int) -> dict[str, Any]:
         "spec": {
             "framework": "pytorch",
             "task": "classification",
-            "dataset": {
-                "uri": "pvc://datasets/breast_cancer.csv",
-                "target": "target",
-                "features": feature_spec("breast_cancer"),
-            },
+            "dataset": dataset_spec(),
             "training": {
                 "estimator": "mlp",
                 "resources": {"gpu": gpus, "memory": "8Gi"},

@@ -19,6 +19,12 @@ from typing import Any
 
 from modelfleet.api.v1alpha1.common import parse_duration
 from modelfleet.api.v1alpha1.driftpolicy import Check, CheckStatus, DriftPolicy, DriftPolicyStatus
+from modelfleet.api.v1alpha1.mlmodel import MLModel
+from modelfleet.builders.training import LABEL_MODEL, LABEL_VERSION, training_fingerprint
+from modelfleet.errors import DependencyNotReady, PrometheusUnavailable
+from modelfleet.reconcilers.common import parse
+from modelfleet.reconcilers.mlmodel import desired_model_trainingjob
+from modelfleet.reconcilers.utilization import gpu_coverage_query, gpu_percent_query, serving_pods
 from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, parse_time, rfc3339
 
 MAX_BACKOFF_SECONDS = 600.0
@@ -113,8 +119,6 @@ def _usable(value: float) -> bool:
 
 def read_check(prometheus: Any, queries: CheckQueries, now: datetime.datetime) -> CheckReading:
     """Runs one check's queries. Every failure becomes a reading with an error, never an exception."""
-    from modelfleet.errors import PrometheusUnavailable
-
     try:
         samples = prometheus.query(queries.values, at=now)
         if not samples:
@@ -340,9 +344,6 @@ class GpuReading:
 def read_gpu_idle(
     prometheus: Any, namespace: str, model: str, for_seconds: float, now: datetime.datetime
 ) -> GpuReading:
-    from modelfleet.errors import PrometheusUnavailable
-    from modelfleet.reconcilers.utilization import gpu_coverage_query, gpu_percent_query, serving_pods
-
     span, step = _seconds(for_seconds), subquery_step(for_seconds)
     pods = serving_pods(model)
     try:
@@ -427,12 +428,6 @@ def reconcile_driftpolicy(
 ) -> tuple[PolicyPlan, str | None]:
     """One evaluation when due: (plan, name of the TrainingJob created or None). `prometheus_for(url)` gives a
     client; tests and the operator pass the real one."""
-    from modelfleet.api.v1alpha1.mlmodel import MLModel
-    from modelfleet.builders.training import LABEL_MODEL, LABEL_VERSION, training_fingerprint
-    from modelfleet.errors import DependencyNotReady
-    from modelfleet.reconcilers.common import parse
-    from modelfleet.reconcilers.mlmodel import desired_model_trainingjob
-
     if not evaluation_due(policy, generation, now):
         return PolicyPlan(status=policy.status), None
     namespace = str(policy.metadata["namespace"])
