@@ -1,17 +1,46 @@
 """Binning values on fixed grids: the one counting routine shared by the trainer's profile and the server's window.
 
 Speed matters here (the server bins every request's rows; the benchmark bins 10^8 values), so the work is done in
-float32 and int32 on chunks of rows small enough for the cache, with one `np.bincount` per chunk for all features at
-once. Grids far from zero relative to their width (|lo| > 1000 x width, e.g. timestamps) are offset in float64 first,
-so float32 never costs more than a thousandth of a bin."""
+float32 and int32 on chunks of rows small enough for the cache. Grids far from zero relative to their width
+(|lo| > 1000 x width, e.g. timestamps) are offset in float64 first, so float32 never costs more than a thousandth of a
+bin.
+
+Two tricks keep a chunk to a few passes plus one scattered increment per *two* values:
+- Validity is proven by the float -> int cast itself: NumPy reports the CPU's "invalid" flag for a cast of NaN, ±inf
+  or a value outside int32, so a chunk whose cast raises nothing holds only finite values and needs no separate
+  `isfinite` pass. A chunk that raises is binned again the careful way (NaN and ±inf counted apart). Whether this
+  platform reports the flag is checked once at import; if not, every chunk takes the careful way.
+- Paired counting: the slots of row r and row r + n/2 of the same feature form one index into a (slots x slots) joint
+  table per feature, so `np.bincount` does half the increments; the per-feature counts are the joint table's two
+  marginals. Used while the joint tables fit in the cache and a chunk has enough rows to fill them; small batches
+  (the server's requests) are counted one value per increment."""
 
 from __future__ import annotations
 
 import numpy as np
 
-# Values binned per step: the temporaries of one step (a few arrays of this many values) stay in cache.
-CHUNK_VALUES = 2048 * 100
+# Rows per chunk are chosen so a chunk holds about this many values: its temporaries stay in the cache.
+CHUNK_VALUES = 4096 * 100
+# Paired counting keeps features x slots^2 int64 counters; above this many (1 MiB) they leave the cache.
+PAIRED_COUNTERS_MAX = 1 << 17
 _FLOAT32_SAFE_RATIO = 1000.0
+
+
+def _casts_report_invalid() -> bool:
+    """True when a float32 -> int32 cast of NaN, ±inf or an out-of-range value raises under errstate(invalid)."""
+    for bad in (np.nan, np.inf, -np.inf, 3e9):
+        values = np.ones(33, dtype=np.float32)
+        values[17] = bad
+        try:
+            with np.errstate(invalid="raise"):
+                values.astype(np.int32)
+        except FloatingPointError:
+            continue
+        return False
+    return True
+
+
+CASTS_REPORT_INVALID = _casts_report_invalid()
 
 
 def bin_matrix(
@@ -26,48 +55,126 @@ def bin_matrix(
     matrix = np.asarray(matrix)
     if matrix.ndim != 2:
         raise ValueError(f"expected a (rows, features) matrix, got shape {matrix.shape}")
+    counter = _Counter(matrix.shape[1], lo, hi, bins, fast=CASTS_REPORT_INVALID)
     rows, features = matrix.shape
-    width = bins + 3  # slot bins + 2 collects invalid values and is split off at the end
-    lo64 = np.asarray(lo, dtype=np.float64)
-    hi64 = np.asarray(hi, dtype=np.float64)
-    scale64 = bins / (hi64 - lo64)
-    scale = scale64.astype(np.float32)
-    shift = (1.0 - lo64 * scale64).astype(np.float32)
-    offset_first = bool(np.any(np.maximum(np.abs(lo64), np.abs(hi64)) > _FLOAT32_SAFE_RATIO * (hi64 - lo64)))
-    offsets = (np.arange(features, dtype=np.int32) * width)[None, :]
-    invalid_slots = offsets + (bins + 2)
-    flat = np.zeros(features * width, dtype=np.int64)
-    tails = np.zeros((features, 2), dtype=np.float64)
-    chunk_rows = max(1, CHUNK_VALUES // max(1, features))
-    t = np.empty((min(rows, chunk_rows), features), dtype=np.float32)
-    idx = np.empty(t.shape, dtype=np.int32)
+    chunk_rows = max(2, CHUNK_VALUES // max(1, features)) // 2 * 2  # even, so a paired chunk splits in halves
+    counter.allocate(min(rows, chunk_rows))
+    clamped_sums = np.zeros((features, 2), dtype=np.float64)  # sums of min(x, lo) and max(x, hi) over all rows
     for start in range(0, rows, chunk_rows):
-        x = matrix[start : start + chunk_rows]
-        n = x.shape[0]
-        tt, ii = t[:n], idx[:n]
-        invalid = None if np.isfinite(x.sum()) else ~np.isfinite(x)  # one cheap pass proves a chunk clean
-        if invalid is not None:
-            x = np.where(invalid, lo64, x)
-        if offset_first:
-            np.subtract(x, lo64, out=tt, casting="unsafe")
-            tt *= scale
-            tt += np.float32(1.0)
-        else:
-            np.multiply(x, scale, out=tt, casting="unsafe")
-            tt += shift
-        np.clip(tt, 0.0, float(bins + 1), out=tt)
-        ii[...] = tt  # truncation is floor here: every value is >= 0 after the clip
-        ii += offsets
-        if invalid is not None:
-            np.copyto(ii, invalid_slots, where=invalid)
-        chunk = np.bincount(ii.ravel(), minlength=features * width)
-        flat += chunk
+        x = counter.count(matrix[start : start + chunk_rows])
         if tail_sums:
-            chunk_counts = chunk.reshape(features, width)
-            # sum(min(x, lo)) = (sum of the values below lo) + lo * (rows not below lo); likewise for hi.
-            np.minimum(x, lo64, out=tt, casting="unsafe")
-            tails[:, 0] += tt.sum(axis=0, dtype=np.float64) - lo64 * (n - chunk_counts[:, 0])
-            np.maximum(x, hi64, out=tt, casting="unsafe")
-            tails[:, 1] += tt.sum(axis=0, dtype=np.float64) - hi64 * (n - chunk_counts[:, bins + 1])
-    counts = flat.reshape(features, width)
-    return counts[:, : bins + 2], counts[:, bins + 2], tails
+            counter.add_clamped_sums(x, clamped_sums)
+    counts, invalid = counter.totals()
+    tails = np.zeros((features, 2), dtype=np.float64)
+    if tail_sums:
+        # sum(min(x, lo)) = (sum of the values below lo) + lo * (rows not below lo), likewise for hi; an invalid
+        # value was replaced by lo, so it counts among the rows not below lo and not above hi.
+        tails[:, 0] = clamped_sums[:, 0] - counter.lo64 * (rows - counts[:, 0])
+        tails[:, 1] = clamped_sums[:, 1] - counter.hi64 * (rows - counts[:, bins + 1])
+    return counts, invalid, tails
+
+
+class _Counter:
+    """The state of one bin_matrix call: the grids' affine map, scratch buffers and the running counts."""
+
+    def __init__(self, features: int, lo: np.ndarray, hi: np.ndarray, bins: int, *, fast: bool) -> None:
+        self.features, self.bins, self.fast = features, bins, fast
+        self.slots = bins + 2
+        self.width = bins + 3  # single counting: slot bins + 2 collects invalid values and is split off at the end
+        self.lo64 = np.asarray(lo, dtype=np.float64)
+        self.hi64 = np.asarray(hi, dtype=np.float64)
+        scale64 = bins / (self.hi64 - self.lo64)
+        self.scale = scale64.astype(np.float32)
+        self.shift = (1.0 - self.lo64 * scale64).astype(np.float32)
+        span = self.hi64 - self.lo64
+        self.offset_first = bool(np.any(np.maximum(np.abs(self.lo64), np.abs(self.hi64)) > _FLOAT32_SAFE_RATIO * span))
+        self.offsets = (np.arange(features, dtype=np.int32) * self.width)[None, :]
+        self.invalid_slots = self.offsets + (bins + 2)
+        self.single = np.zeros(features * self.width, dtype=np.int64)
+        self.paired_counters = features * self.slots * self.slots
+        # Allocated when chunks are large enough to pair (small batches, such as requests, never are).
+        self.paired = np.zeros(0, dtype=np.int64)
+
+    def allocate(self, rows: int) -> None:
+        self.t = np.empty((rows, self.features), dtype=np.float32)
+        self.idx = np.empty((rows, self.features), dtype=np.int32)
+        self.pairing = self.paired_counters <= PAIRED_COUNTERS_MAX and rows >= self.slots * self.slots
+        if self.pairing:
+            self.paired = np.zeros(self.paired_counters, dtype=np.int64)
+            self.pairs = np.empty((rows // 2, self.features), dtype=np.int32)
+            pair_offsets = np.arange(self.features, dtype=np.int32) * (self.slots * self.slots)
+            self.pair_offsets = np.broadcast_to(pair_offsets, self.pairs.shape).copy()  # contiguous: a flat add
+
+    def count(self, x: np.ndarray) -> np.ndarray:
+        """Count one chunk; returns the chunk as binned (invalid values replaced by lo), for the tail sums."""
+        n = x.shape[0]
+        t, idx = self.t[:n], self.idx[:n]
+        self._affine(x, t)
+        if self.fast:
+            try:
+                with np.errstate(invalid="raise"):
+                    idx[...] = t  # truncates toward zero; raises on NaN, ±inf or |t| >= 2^31
+            except FloatingPointError:
+                return self._count_checked(x)
+            np.clip(idx, 0, self.bins + 1, out=idx)  # truncation then clip = floor then clip, for every t
+            if self.pairing and n >= self.slots * self.slots:
+                self._count_pairs(idx)
+            else:
+                idx += self.offsets
+                self.single += np.bincount(idx.ravel(), minlength=self.single.size)
+            return x
+        return self._count_checked(x)
+
+    def _affine(self, x: np.ndarray, out: np.ndarray) -> None:
+        if self.offset_first:
+            np.subtract(x, self.lo64, out=out, casting="unsafe")
+            out *= self.scale
+            out += np.float32(1.0)
+        else:
+            np.multiply(x, self.scale, out=out, casting="unsafe")
+            out += self.shift
+
+    def _count_pairs(self, idx: np.ndarray) -> None:
+        half = idx.shape[0] // 2
+        pairs = self.pairs[:half]
+        np.multiply(idx[:half], self.slots, out=pairs)
+        pairs += idx[half : 2 * half]
+        pairs += self.pair_offsets[:half]
+        self.paired += np.bincount(pairs.ravel(), minlength=self.paired.size)
+        if idx.shape[0] % 2:
+            last = idx[2 * half :] + self.offsets
+            self.single += np.bincount(last.ravel(), minlength=self.single.size)
+
+    def _count_checked(self, x: np.ndarray) -> np.ndarray:
+        """The careful way: NaN and ±inf go to the invalid slot, everything else is clipped in float first."""
+        n = x.shape[0]
+        t, idx = self.t[:n], self.idx[:n]
+        with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf in the sum is what this pass looks for
+            clean = bool(np.isfinite(x.sum()))
+        invalid = None if clean else ~np.isfinite(x)
+        if invalid is not None:
+            x = np.where(invalid, self.lo64, x)
+        self._affine(x, t)
+        np.clip(t, 0.0, float(self.bins + 1), out=t)
+        idx[...] = t  # truncation is floor here: every value is >= 0 after the clip
+        idx += self.offsets
+        if invalid is not None:
+            np.copyto(idx, self.invalid_slots, where=invalid)
+        self.single += np.bincount(idx.ravel(), minlength=self.single.size)
+        return x
+
+    def add_clamped_sums(self, x: np.ndarray, sums: np.ndarray) -> None:
+        """Add, per feature, sum(min(x, lo)) and sum(max(x, hi)) over the chunk's rows to sums[:, 0] and sums[:, 1]."""
+        t = self.t[: x.shape[0]]
+        np.minimum(x, self.lo64, out=t, casting="unsafe")
+        sums[:, 0] += t.sum(axis=0, dtype=np.float64)
+        np.maximum(x, self.hi64, out=t, casting="unsafe")
+        sums[:, 1] += t.sum(axis=0, dtype=np.float64)
+
+    def totals(self) -> tuple[np.ndarray, np.ndarray]:
+        single = self.single.reshape(self.features, self.width)
+        counts = single[:, : self.slots].copy()
+        if self.paired.size:
+            joint = self.paired.reshape(self.features, self.slots, self.slots)
+            counts += joint.sum(axis=2) + joint.sum(axis=1)
+        return counts, single[:, self.slots].copy()
