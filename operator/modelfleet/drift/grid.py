@@ -120,8 +120,7 @@ class _Counter:
             if self.pairing and n >= self.slots * self.slots:
                 self._count_pairs(idx)
             else:
-                idx += self.offsets
-                self.single += np.bincount(idx.ravel(), minlength=self.single.size)
+                self._count_single(idx)
             return x
         return self._count_checked(x)
 
@@ -142,8 +141,14 @@ class _Counter:
         pairs += self.pair_offsets[:half]
         self.paired += np.bincount(pairs.ravel(), minlength=self.paired.size)
         if idx.shape[0] % 2:
-            last = idx[2 * half :] + self.offsets
-            self.single += np.bincount(last.ravel(), minlength=self.single.size)
+            self._count_single(idx[2 * half :])
+
+    def _count_single(self, idx: np.ndarray, invalid: np.ndarray | None = None) -> None:
+        """One increment per value: feature f's slots start at f * width; invalid values go to its last slot."""
+        idx += self.offsets
+        if invalid is not None:
+            np.copyto(idx, self.invalid_slots, where=invalid)
+        self.single += np.bincount(idx.ravel(), minlength=self.single.size)
 
     def _count_checked(self, x: np.ndarray) -> np.ndarray:
         """The careful way: NaN and ±inf go to the invalid slot, everything else is clipped in float first."""
@@ -157,10 +162,7 @@ class _Counter:
         self._affine(x, t)
         np.clip(t, 0.0, float(self.bins + 1), out=t)
         idx[...] = t  # truncation is floor here: every value is >= 0 after the clip
-        idx += self.offsets
-        if invalid is not None:
-            np.copyto(idx, self.invalid_slots, where=invalid)
-        self.single += np.bincount(idx.ravel(), minlength=self.single.size)
+        self._count_single(idx, invalid)
         return x
 
     def add_clamped_sums(self, x: np.ndarray, sums: np.ndarray) -> None:
