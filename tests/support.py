@@ -157,14 +157,18 @@ class OperatorProcess:
         except (urllib.error.URLError, OSError):
             return None
 
-    def counter(self, name: str, **labels: str) -> float:
-        """Sum of a counter's samples whose labels include `labels`."""
-        total = 0.0
+    def samples(self, name: str, **labels: str) -> list[float]:
+        """The values of the metric's samples whose labels include `labels` ([] when there is none)."""
+        values = []
         for line in (self.metrics() or "").splitlines():
             if not line.startswith(name + "{"):
                 continue
             label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
             have = dict(kv.split("=", 1) for kv in label_text.split(",") if "=" in kv)
             if all(have.get(k, "").strip('"') == v for k, v in labels.items()):
-                total += float(value)
-        return total
+                values.append(float(value))
+        return values
+
+    def counter(self, name: str, **labels: str) -> float:
+        """Sum of a counter's samples whose labels include `labels`."""
+        return sum(self.samples(name, **labels))

@@ -407,6 +407,7 @@ def test_the_operator_writes_policy_status_and_mirrors_drift_into_the_model(
         events = [e["reason"] for e in kube.items("events", namespace, field_selector="involvedObject.name=watch")]
         assert "DriftDetected" in events
         assert op.counter("modelfleet_drift_evaluations_total", namespace=namespace, result="alert") >= 1
+        assert op.samples("modelfleet_drift_detected", namespace=namespace, policy="watch", model=MODEL) == [1.0]
 
         prom.stop()
         wait_for(
@@ -422,6 +423,21 @@ def test_the_operator_writes_policy_status_and_mirrors_drift_into_the_model(
             >= 1
         )
         check_health(kube.get("dpol", "watch", namespace), "Degraded", "prometheus-unavailable")
+
+        # Deleted objects take their series with them: a stale drift_detected = 1 would keep the alert firing.
+        assert op.samples("modelfleet_model_info", namespace=namespace, model=MODEL) == [1.0]
+        kube.run("delete", "dpol", "watch", "-n", namespace, "--wait=true", "--timeout=60s")
+        wait_for(
+            lambda: op.samples("modelfleet_drift_detected", namespace=namespace, policy="watch") == [],
+            30,
+            "the deleted policy's gauge to leave /metrics",
+        )
+        kube.run("delete", "mlm", MODEL, "-n", namespace, "--wait=true", "--timeout=60s")
+        wait_for(
+            lambda: op.samples("modelfleet_model_info", namespace=namespace, model=MODEL) == [],
+            30,
+            "the deleted model's info series to leave /metrics",
+        )
     finally:
         op.stop()
         prom.stop()

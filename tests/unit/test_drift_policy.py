@@ -238,3 +238,28 @@ def test_history_from_trainingjobs() -> None:
         T0,
     )
     assert len(h.drift_runs) == 2 and h.active_run == "m-v3" and h.gpu_hours_this_month == 1.0
+
+
+def test_policy_gauges_follow_the_model_ref_and_leave_with_the_policy() -> None:
+    """An alert fires on modelfleet_drift_detected, so a series must not outlive its policy or its old modelRef."""
+    from prometheus_client import REGISTRY
+
+    from modelfleet.api.v1alpha1.common import Condition
+    from modelfleet.handlers.driftpolicy import export_gauges, forget_gauges
+
+    def drift(model: str) -> float | None:
+        labels = {"namespace": "gauges", "policy": "watch", "model": model}
+        return REGISTRY.get_sample_value("modelfleet_drift_detected", labels)
+
+    def detected(status: str) -> list[Condition]:
+        return [Condition(type="DriftDetected", status=status, reason="Test")]
+
+    export_gauges(("gauges", "watch", "churn"), detected("True"))
+    assert drift("churn") == 1.0
+    export_gauges(("gauges", "watch", "churn"), detected("Unknown"))
+    assert drift("churn") == 1.0  # an evaluation that could not decide keeps the last answer
+    export_gauges(("gauges", "watch", "fraud"), detected("False"))  # the policy now watches another model
+    assert (drift("churn"), drift("fraud")) == (None, 0.0)
+    forget_gauges(("gauges", "watch"))
+    assert drift("fraud") is None
+    forget_gauges(("gauges", "watch"))  # deleting twice (or a policy never evaluated) is fine

@@ -3,11 +3,14 @@ policy's interval (or its back-off) has passed. The decision is the reconciler's
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
 
 from modelfleet.api.v1alpha1 import GROUP, VERSION, DriftPolicy
+from modelfleet.api.v1alpha1.common import Condition
 from modelfleet.config import OperatorConfig
 from modelfleet.handlers.common import is_invalid_for_this_generation, run_reconcile
 from modelfleet.metrics import (
@@ -24,6 +27,31 @@ from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.status.conditions import TRUE, get_condition
 
 POLL_SECONDS = OperatorConfig.from_env().poll_seconds
+# The gauges that follow a policy's conditions; an alert fires on them, so a deleted policy's series must go too.
+_CONDITION_GAUGES = ((DRIFT_DETECTED, "DriftDetected"), (BUDGET_EXHAUSTED, "BudgetExhausted"), (GPU_IDLE, "GpuIdle"))
+# The (namespace, policy, model) labels each policy's gauges were last set with: a new modelRef replaces the series.
+_EXPORTED: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+
+def forget_gauges(key: tuple[str, str]) -> None:
+    """Remove the gauges of the (namespace, policy) from /metrics."""
+    labels = _EXPORTED.pop(key, None)
+    if labels is not None:
+        for gauge, _ in _CONDITION_GAUGES:
+            with contextlib.suppress(KeyError):  # a gauge the policy never set
+                gauge.remove(*labels)
+
+
+def export_gauges(labels: tuple[str, str, str], conditions: Iterable[Condition]) -> None:
+    """Set the (namespace, policy, model) gauges from conditions that are True or False (Unknown keeps the last)."""
+    key = labels[:2]
+    if _EXPORTED.get(key, labels) != labels:
+        forget_gauges(key)
+    _EXPORTED[key] = labels
+    for gauge, ctype in _CONDITION_GAUGES:
+        condition = get_condition(conditions, ctype)
+        if condition is not None and condition.status in ("True", "False"):
+            gauge.labels(*labels).set(1 if condition.status == TRUE else 0)
 
 
 def _reconcile(obj: DriftPolicy, generation: int | None, deps: Any, now: Any) -> Outcome:
@@ -42,15 +70,7 @@ def _reconcile(obj: DriftPolicy, generation: int | None, deps: Any, now: Any) ->
             RETRAINS_SUPPRESSED.labels(*labels, plan.outcome.removeprefix("suppressed-")).inc()
         elif plan.outcome == "unavailable":
             RETRAINS_SUPPRESSED.labels(*labels, "prometheus-unavailable").inc()
-        gauges = (labels[0], str(obj.metadata.get("name", "")), labels[1])
-        for gauge, ctype in (
-            (DRIFT_DETECTED, "DriftDetected"),
-            (BUDGET_EXHAUSTED, "BudgetExhausted"),
-            (GPU_IDLE, "GpuIdle"),
-        ):
-            condition = get_condition(plan.status.conditions, ctype)
-            if condition is not None and condition.status in ("True", "False"):
-                gauge.labels(*gauges).set(1 if condition.status == TRUE else 0)
+        export_gauges((labels[0], str(obj.metadata.get("name", "")), labels[1]), plan.status.conditions)
     return Outcome(plan.status, [Event(*e) for e in plan.events])
 
 
@@ -66,3 +86,10 @@ def driftpolicy_evaluate(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **
     if is_invalid_for_this_generation(body):
         return
     run_reconcile("DriftPolicy", DriftPolicy, _reconcile, body, patch, memo)
+
+
+@kopf.on.delete(GROUP, VERSION, "driftpolicies", optional=True)
+def driftpolicy_forget(body: kopf.Body, **_: Any) -> None:
+    """The policy's gauges leave /metrics with it (optional: never blocks deletion)."""
+    metadata = body.get("metadata", {})
+    forget_gauges((str(metadata.get("namespace", "")), str(metadata.get("name", ""))))
