@@ -158,17 +158,25 @@ class OperatorProcess:
             return None
 
     def samples(self, name: str, **labels: str) -> list[float]:
-        """The values of the metric's samples whose labels include `labels` ([] when there is none)."""
-        values = []
-        for line in (self.metrics() or "").splitlines():
-            if not line.startswith(name + "{"):
-                continue
-            label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
-            have = dict(kv.split("=", 1) for kv in label_text.split(",") if "=" in kv)
-            if all(have.get(k, "").strip('"') == v for k, v in labels.items()):
-                values.append(float(value))
-        return values
+        """The values of the metric's samples whose labels include `labels` ([] when there is none; an unreachable
+        /metrics is an error, never "no samples")."""
+        text = self.metrics()
+        if text is None:
+            raise AssertionError(f"the operator's /metrics on port {self.metrics_port} did not answer")
+        return _matching_samples(text, name, labels)
 
     def counter(self, name: str, **labels: str) -> float:
-        """Sum of a counter's samples whose labels include `labels`."""
-        return sum(self.samples(name, **labels))
+        """Sum of a counter's samples whose labels include `labels` (0 while /metrics does not answer)."""
+        return sum(_matching_samples(self.metrics() or "", name, labels))
+
+
+def _matching_samples(text: str, name: str, labels: dict[str, str]) -> list[float]:
+    values = []
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
+        have = dict(kv.split("=", 1) for kv in label_text.split(",") if "=" in kv)
+        if all(have.get(k, "").strip('"') == v for k, v in labels.items()):
+            values.append(float(value))
+    return values
