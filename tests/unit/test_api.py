@@ -80,6 +80,19 @@ def test_status_is_strict_and_documented(kind: Any) -> None:
             assert node.get("description"), f"{kind.kind} {path} has no description"
 
 
+@pytest.mark.parametrize("kind", KINDS, ids=[k.kind for k in KINDS])
+def test_selectable_fields_name_string_fields_of_the_schema(kind: Any) -> None:
+    """The API server accepts a selectable field only on a string, integer or boolean leaf of the schema."""
+    version = crd(kind)["spec"]["versions"][0]
+    paths = [f["jsonPath"] for f in version.get("selectableFields", [])]
+    assert paths == ([".spec.modelRef.name"] if kind.kind in ("TrainingJob", "DriftPolicy") else [])
+    for path in paths:
+        node = version["schema"]["openAPIV3Schema"]
+        for step in path.strip(".").split("."):
+            node = node["properties"][step]
+        assert node["type"] in ("string", "integer", "boolean"), path
+
+
 def test_optional_spec_blocks_default_to_empty_objects_so_nested_defaults_apply() -> None:
     spec = crd(KINDS[0])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["properties"]["serving"]["default"] == {}

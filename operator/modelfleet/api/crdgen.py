@@ -63,6 +63,9 @@ class Kind:
     status: type[BaseModel]
     description: str
     columns: list[dict[str, Any]] = field(default_factory=list)
+    # Paths `kubectl get --field-selector` (and the operator's lists) can filter on at the API server (Kubernetes
+    # >= 1.31; older servers ignore the declaration and the operator filters itself).
+    selectable: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -119,6 +122,7 @@ KINDS = [
             {"name": "Reason", "type": "string", "jsonPath": ".spec.reason", "priority": 1},
             AGE,
         ],
+        [".spec.modelRef.name"],
     ),
     Kind(
         "DriftPolicy",
@@ -134,6 +138,7 @@ KINDS = [
             {"name": "Retrains this week", "type": "integer", "jsonPath": ".status.retrainsThisWeek"},
             AGE,
         ],
+        [".spec.modelRef.name"],
     ),
 ]
 
@@ -235,6 +240,7 @@ def crd(kind: Kind) -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": kind.columns,
+                    **({"selectableFields": [{"jsonPath": p} for p in kind.selectable]} if kind.selectable else {}),
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,19 @@ from kubernetes.config.config_exception import ConfigException
 from modelfleet.api.v1alpha1 import GROUP, VERSION
 
 OUR_PLURALS = ("mlmodels", "trainingjobs", "driftpolicies")
+log = logging.getLogger(__name__)
+
+
+def _field_selector(fields: Mapping[str, str]) -> str:
+    return ",".join(f"{path}={value}" for path, value in fields.items())
+
+
+def _field(obj: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path (None when any step is missing), as the API server reads a selectable field."""
+    node: Any = obj
+    for step in path.split("."):
+        node = node.get(step) if isinstance(node, Mapping) else None
+    return node
 
 
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -55,6 +70,8 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        # (plural, field paths) whose field selectors this API server refused: asked once, then filtered here.
+        self._unselectable: set[tuple[str, tuple[str, ...]]] = set()
 
     @staticmethod
     def _json(resp: Any) -> dict[str, Any]:
@@ -82,12 +99,33 @@ class Kube:
         resp = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
         return list(self._json(resp)["items"])
 
-    def list_custom(self, namespace: str, plural: str, selector: str | None = None) -> list[dict[str, Any]]:
+    def list_custom(
+        self, namespace: str, plural: str, selector: str | None = None, *, fields: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of one of our kinds, by label selector and by `fields` ({"spec.modelRef.name": "churn"}): those
+        are filtered by the API server through the CRD's selectableFields (Kubernetes >= 1.31), so a pass does not
+        read every object of the namespace; a server that refuses the field selector (older, or a CRD installed
+        without the field) is asked for all of them once more and they are filtered here."""
         kwargs: dict[str, Any] = {"_preload_content": False}
         if selector:
             kwargs["label_selector"] = selector
+        unselectable = (plural, tuple(sorted(fields or {})))
+        if fields and unselectable not in self._unselectable:
+            try:
+                resp = self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, field_selector=_field_selector(fields), **kwargs
+                )
+                return list(self._json(resp)["items"])
+            except ApiException as e:
+                if e.status != 400:
+                    raise
+                self._unselectable.add(unselectable)
+                log.warning(
+                    "the API server cannot select %s by %s (%s); filtering here", plural, list(fields), e.reason
+                )
         resp = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
-        return list(self._json(resp)["items"])
+        items = list(self._json(resp)["items"])
+        return [o for o in items if all(_field(o, path) == value for path, value in (fields or {}).items())]
 
     def get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         return self._get(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)

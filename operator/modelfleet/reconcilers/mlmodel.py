@@ -416,11 +416,7 @@ def reconcile_mlmodel(
     if model.status.versions or any((tj.get("status") or {}).get("result") for tj in owned):
         deployment = kube.get_deployment(namespace, name)
         pods = kube.list_pods(namespace, f"{LABEL_MODEL}={name},app.kubernetes.io/component=serving")
-    policies = [
-        p
-        for p in kube.list_custom(namespace, "driftpolicies")
-        if ((p.get("spec") or {}).get("modelRef") or {}).get("name") == name
-    ]
+    policies = kube.list_custom(namespace, "driftpolicies", fields={"spec.modelRef.name": name})
     activity = None
     if deployment is not None and prometheus_for is not None and activity_due(model, config, now):
         urls = [((p.get("spec") or {}).get("prometheus") or {}).get("url") for p in policies]

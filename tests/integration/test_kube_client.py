@@ -1,0 +1,55 @@
+"""The operator's Kubernetes client against the real API server: lists filtered by the CRDs' selectable fields, and
+the fallback for a server that refuses a field selector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelfleet.clients.kube import Kube as ApiKube
+from modelfleet.clients.kube import api_client
+from tests.samples import sample
+from tests.support import Kube
+
+
+def _policies(kube: Kube, namespace: str) -> None:
+    for name, model, url in (("a", "churn", "http://p1:9090"), ("b", "fraud", "http://p1:9090"), ("c", "churn", "")):
+        policy = sample("DriftPolicy")
+        policy["metadata"] = {"name": name}
+        policy["spec"]["modelRef"] = {"name": model}
+        if url:
+            policy["spec"]["prometheus"] = {"url": url}
+        else:
+            policy["spec"].pop("prometheus")
+        kube.apply(policy, namespace)
+
+
+def test_a_models_policies_are_selected_by_the_api_server(
+    kube: Kube, crds: Path, kubeconfig: Path, namespace: str
+) -> None:
+    _policies(kube, namespace)
+    client = ApiKube(api_client(str(kubeconfig)))
+    # The server itself answers the field selector (the CRD declares the field), so a pass reads only its policies.
+    raw = client.custom.list_namespaced_custom_object(
+        "modelfleet.io", "v1alpha1", namespace, "driftpolicies", field_selector="spec.modelRef.name=churn"
+    )
+    assert sorted(p["metadata"]["name"] for p in raw["items"]) == ["a", "c"]
+    got = client.list_custom(namespace, "driftpolicies", fields={"spec.modelRef.name": "churn"})
+    assert sorted(p["metadata"]["name"] for p in got) == ["a", "c"]
+    assert not client._unselectable
+    assert client.list_custom(namespace, "driftpolicies", fields={"spec.modelRef.name": "nobody"}) == []
+
+
+def test_a_refused_field_selector_is_filtered_by_the_client(
+    kube: Kube, crds: Path, kubeconfig: Path, namespace: str
+) -> None:
+    _policies(kube, namespace)
+    client = ApiKube(api_client(str(kubeconfig)))
+    fields = {"spec.prometheus.url": "http://p1:9090"}  # not a selectable field: the server answers 400
+    for _ in range(2):  # the second time without asking the server to select
+        got = client.list_custom(namespace, "driftpolicies", fields=fields)
+        assert sorted(p["metadata"]["name"] for p in got) == ["a", "b"]
+        assert client._unselectable == {("driftpolicies", ("spec.prometheus.url",))}
+    # Other fields of the same kind are still asked of the server.
+    got = client.list_custom(namespace, "driftpolicies", fields={"spec.modelRef.name": "fraud"})
+    assert [p["metadata"]["name"] for p in got] == ["b"]
+    assert len(client._unselectable) == 1
