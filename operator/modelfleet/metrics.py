@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILE_TOTAL = Counter(
@@ -71,3 +73,27 @@ SERVING_VERSION = Gauge(
     "The version number an MLModel serves (absent before the first one).",
     ["namespace", "model"],
 )
+
+
+class ObjectSeries:
+    """The series some gauges export for each object (namespace, name): when the object's labels change (a new phase,
+    a new modelRef) the series of its previous labels are removed, and all of them go when the object is deleted,
+    so nothing outlives what it describes (an alert on a stale series would keep firing)."""
+
+    def __init__(self, *gauges: Gauge) -> None:
+        self.gauges = gauges
+        self._labels: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    def track(self, key: tuple[str, str], labels: tuple[str, ...]) -> tuple[str, ...]:
+        """Record the object's labels (removing its series under other labels) and return them, for .labels()."""
+        if self._labels.get(key, labels) != labels:
+            self.forget(key)
+        self._labels[key] = labels
+        return labels
+
+    def forget(self, key: tuple[str, str]) -> None:
+        labels = self._labels.pop(key, None)
+        if labels is not None:
+            for gauge in self.gauges:
+                with contextlib.suppress(KeyError):  # a gauge this object never set
+                    gauge.remove(*labels)

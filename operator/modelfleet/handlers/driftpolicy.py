@@ -3,7 +3,6 @@ policy's interval (or its back-off) has passed. The decision is the reconciler's
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,33 +20,26 @@ from modelfleet.metrics import (
     GPU_IDLE,
     RETRAINS_SUPPRESSED,
     RETRAINS_TRIGGERED,
+    ObjectSeries,
 )
 from modelfleet.reconcilers.driftpolicy import initial_status, reconcile_driftpolicy
 from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.status.conditions import TRUE, get_condition
 
 POLL_SECONDS = OperatorConfig.from_env().poll_seconds
-# The gauges that follow a policy's conditions; an alert fires on them, so a deleted policy's series must go too.
+# The gauges that follow a policy's conditions, by (namespace, policy, model); alerts fire on them.
 _CONDITION_GAUGES = ((DRIFT_DETECTED, "DriftDetected"), (BUDGET_EXHAUSTED, "BudgetExhausted"), (GPU_IDLE, "GpuIdle"))
-# The (namespace, policy, model) labels each policy's gauges were last set with: a new modelRef replaces the series.
-_EXPORTED: dict[tuple[str, str], tuple[str, str, str]] = {}
+_SERIES = ObjectSeries(*(gauge for gauge, _ in _CONDITION_GAUGES))
 
 
 def forget_gauges(key: tuple[str, str]) -> None:
     """Remove the gauges of the (namespace, policy) from /metrics."""
-    labels = _EXPORTED.pop(key, None)
-    if labels is not None:
-        for gauge, _ in _CONDITION_GAUGES:
-            with contextlib.suppress(KeyError):  # a gauge the policy never set
-                gauge.remove(*labels)
+    _SERIES.forget(key)
 
 
 def export_gauges(labels: tuple[str, str, str], conditions: Iterable[Condition]) -> None:
     """Set the (namespace, policy, model) gauges from conditions that are True or False (Unknown keeps the last)."""
-    key = labels[:2]
-    if _EXPORTED.get(key, labels) != labels:
-        forget_gauges(key)
-    _EXPORTED[key] = labels
+    _SERIES.track(labels[:2], labels)
     for gauge, ctype in _CONDITION_GAUGES:
         condition = get_condition(conditions, ctype)
         if condition is not None and condition.status in ("True", "False"):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import kopf
@@ -11,26 +10,23 @@ import kopf
 from modelfleet.api.v1alpha1 import GROUP, VERSION, MLModel
 from modelfleet.config import OperatorConfig
 from modelfleet.handlers.common import is_invalid_for_this_generation, run_reconcile
-from modelfleet.metrics import MODEL_INFO, SERVING_VERSION
+from modelfleet.metrics import MODEL_INFO, SERVING_VERSION, ObjectSeries
 from modelfleet.reconcilers.mlmodel import reconcile_mlmodel
 
 POLL_SECONDS = OperatorConfig.from_env().poll_seconds
 
 
-# The label set each model's info series was last exported with, so a phase change replaces the series.
-_EXPORTED: dict[tuple[str, str], tuple[str, ...]] = {}
+# The info series carries the phase, so a phase change replaces it; both series leave with the model.
+_INFO = ObjectSeries(MODEL_INFO)
+_SERVING = ObjectSeries(SERVING_VERSION)
 
 
 def _export(obj: MLModel, status: Any) -> None:
-    namespace, name = str(obj.metadata.get("namespace", "")), str(obj.metadata.get("name", ""))
-    labels = (namespace, name, obj.spec.owner.team, obj.spec.risk_class, status.phase or "Pending")
-    previous = _EXPORTED.get((namespace, name))
-    if previous is not None and previous != labels:
-        MODEL_INFO.remove(*previous)
-    MODEL_INFO.labels(*labels).set(1)
-    _EXPORTED[(namespace, name)] = labels
+    key = (str(obj.metadata.get("namespace", "")), str(obj.metadata.get("name", "")))
+    info = (*key, obj.spec.owner.team, obj.spec.risk_class, status.phase or "Pending")
+    MODEL_INFO.labels(*_INFO.track(key, info)).set(1)
     if status.serving_version is not None:
-        SERVING_VERSION.labels(namespace, name).set(status.serving_version.number)
+        SERVING_VERSION.labels(*_SERVING.track(key, key)).set(status.serving_version.number)
 
 
 def _reconcile(obj: MLModel, generation: int | None, deps: Any, now: Any) -> Any:
@@ -56,9 +52,7 @@ def mlmodel_follow(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 @kopf.on.delete(GROUP, VERSION, "mlmodels", optional=True)
 def mlmodel_forget(body: kopf.Body, **_: Any) -> None:
     """The model's series leave /metrics with it (optional: never blocks deletion)."""
-    key = (str(body.get("metadata", {}).get("namespace", "")), str(body.get("metadata", {}).get("name", "")))
-    labels = _EXPORTED.pop(key, None)
-    if labels is not None:
-        MODEL_INFO.remove(*labels)
-    with contextlib.suppress(KeyError):
-        SERVING_VERSION.remove(*key)
+    metadata = body.get("metadata", {})
+    key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+    _INFO.forget(key)
+    _SERVING.forget(key)
