@@ -30,8 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from modelfleet.drift import stats
-from modelfleet.drift.grid import bin_matrix
 from modelfleet.drift.profile import build_profile
 from modelfleet.drift.window import Reference
 
@@ -66,9 +64,9 @@ def reference_of(matrix: np.ndarray) -> Reference:
 
 
 def psi_and_ks(reference: Reference, current: np.ndarray) -> dict[str, tuple[float, float]]:
-    counts, _, _ = bin_matrix(current, reference.lo, reference.hi, reference.bins, tail_sums=False)
+    counts, _, _ = reference.count_matrix(current, tail_sums=False)
     return {
-        name: (stats.psi(reference.counts[i], counts[i]), stats.ks(reference.counts[i], counts[i]))
+        name: tuple(reference.numeric_statistic(s, i, counts[i], (0.0, 0.0)) for s in ("psi", "ks"))
         for i, name in enumerate(reference.numeric)
     }
 

@@ -46,43 +46,79 @@ CASTS_REPORT_INVALID = _casts_report_invalid()
 
 
 def bin_matrix(
-    matrix: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int, *, tail_sums: bool = True
+    matrix: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    bins: int,
+    *,
+    tail_sums: bool = True,
+    lut: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bin a (rows, features) matrix on per-feature grids [lo, hi) with `bins` equal-width bins.
 
     Returns (counts, invalid, tails): counts is (features, bins + 2) with slot 0 for values below lo and slot
     bins + 1 for values at or above hi; invalid counts NaN and ±inf per feature (they enter no bin); tails is
-    (features, 2), the sums of the under- and overflow values (Wasserstein places the tails' mass at their means),
-    computed only when `tail_sums` is true and zero otherwise."""
+    (features, 2), the sums of the values counted in the first and the last slot (Wasserstein places the tails' mass
+    at their means), computed only when `tail_sums` is true and zero otherwise.
+
+    With `lut` ((features, bins + 2) integers, non-decreasing along each row), the equal-width slots are only a means
+    of counting fast: a value in slot s of feature f belongs to bin lut[f, s], so counts is (features, lut.max() + 1),
+    folded from the slots' counts once at the end. Bins of any widths (quantile bins) thus cost what a grid of
+    `bins` slots costs (measured: 1,024 slots counted singly ~1.1x 32 slots counted in pairs), never a look-up per
+    value."""
     matrix = np.asarray(matrix)
     if matrix.ndim != 2:
         raise ValueError(f"expected a (rows, features) matrix, got shape {matrix.shape}")
-    counter = _Counter(matrix.shape[1], lo, hi, bins, fast=CASTS_REPORT_INVALID)
+    counter = _Counter(matrix.shape[1], lo, hi, bins, fast=CASTS_REPORT_INVALID, lut=lut, tail_sums=tail_sums)
     rows, features = matrix.shape
     chunk_rows = max(2, CHUNK_VALUES // max(1, features)) // 2 * 2  # even, so a paired chunk splits in halves
     counter.allocate(min(rows, chunk_rows))
-    clamped_sums = np.zeros((features, 2), dtype=np.float64)  # sums of min(x, lo) and max(x, hi) over all rows
     for start in range(0, rows, chunk_rows):
-        x = counter.count(matrix[start : start + chunk_rows])
-        if tail_sums:
-            counter.add_clamped_sums(x, clamped_sums)
+        counter.count(matrix[start : start + chunk_rows])
     counts, invalid = counter.totals()
-    tails = np.zeros((features, 2), dtype=np.float64)
-    if tail_sums:
-        # sum(min(x, lo)) = (sum of the values below lo) + lo * (rows not below lo), likewise for hi; an invalid
-        # value was replaced by lo, so it counts among the rows not below lo and not above hi.
-        tails[:, 0] = clamped_sums[:, 0] - counter.lo64 * (rows - counts[:, 0])
-        tails[:, 1] = clamped_sums[:, 1] - counter.hi64 * (rows - counts[:, bins + 1])
-    return counts, invalid, tails
+    return counts, invalid, counter.tails
+
+
+def fine_slots(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
+    """The fine slot bin_matrix gives each finite value of a (rows, features) float64 matrix: the same arithmetic,
+    so a look-up table built from these slots puts every value on the side of an edge that the edge itself is on."""
+    counter = _Counter(values.shape[1], lo, hi, bins, fast=False, lut=None, tail_sums=False)
+    counter.allocate(values.shape[0])
+    n = values.shape[0]
+    t, idx = counter.t[:n], counter.idx[:n]
+    counter._affine(np.asarray(values, dtype=np.float64), t)
+    np.clip(t, 0.0, float(bins + 1), out=t)
+    idx[...] = t
+    return idx.copy()
 
 
 class _Counter:
     """The state of one bin_matrix call: the grids' affine map, scratch buffers and the running counts."""
 
-    def __init__(self, features: int, lo: np.ndarray, hi: np.ndarray, bins: int, *, fast: bool) -> None:
+    def __init__(
+        self,
+        features: int,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        bins: int,
+        *,
+        fast: bool,
+        lut: np.ndarray | None,
+        tail_sums: bool,
+    ) -> None:
         self.features, self.bins, self.fast = features, bins, fast
-        self.slots = bins + 2
-        self.width = bins + 3  # single counting: slot bins + 2 collects invalid values and is split off at the end
+        self.slots = bins + 2  # underflow, bins, overflow
+        self.lut = None if lut is None else np.asarray(lut, dtype=np.int64).reshape(features, self.slots)
+        # The tails are the values counted in the first and in the last output bin: fine slots below tail_low and at
+        # or above tail_high (with a look-up table, its first and last bins' slots).
+        if self.lut is None:
+            self.out_bins = self.slots
+            self.tail_low, self.tail_high = np.ones((1, features)), np.full((1, features), bins + 1)
+        else:
+            self.out_bins = int(self.lut.max()) + 1 if self.lut.size else 1
+            self.tail_low = (self.lut == 0).sum(axis=1)[None, :]
+            self.tail_high = (self.lut < self.out_bins - 1).sum(axis=1)[None, :]
+        self.width = self.slots + 1  # single counting: the last slot collects invalid values, split off at the end
         self.lo64 = np.asarray(lo, dtype=np.float64)
         self.hi64 = np.asarray(hi, dtype=np.float64)
         scale64 = bins / (self.hi64 - self.lo64)
@@ -91,11 +127,13 @@ class _Counter:
         span = self.hi64 - self.lo64
         self.offset_first = bool(np.any(np.maximum(np.abs(self.lo64), np.abs(self.hi64)) > _FLOAT32_SAFE_RATIO * span))
         self.offsets = (np.arange(features, dtype=np.int32) * self.width)[None, :]
-        self.invalid_slots = self.offsets + (bins + 2)
+        self.invalid_slots = self.offsets + self.slots
         self.single = np.zeros(features * self.width, dtype=np.int64)
         self.paired_counters = features * self.slots * self.slots
         # Allocated when chunks are large enough to pair (small batches, such as requests, never are).
         self.paired = np.zeros(0, dtype=np.int64)
+        self.tails = np.zeros((features, 2), dtype=np.float64)
+        self.tail_sums = tail_sums
 
     def allocate(self, rows: int) -> None:
         self.t = np.empty((rows, self.features), dtype=np.float32)
@@ -107,24 +145,28 @@ class _Counter:
             pair_offsets = np.arange(self.features, dtype=np.int32) * (self.slots * self.slots)
             self.pair_offsets = np.broadcast_to(pair_offsets, self.pairs.shape).copy()  # contiguous: a flat add
 
-    def count(self, x: np.ndarray) -> np.ndarray:
-        """Count one chunk; returns the chunk as binned (invalid values replaced by lo), for the tail sums."""
+    def count(self, x: np.ndarray) -> None:
+        """Count one chunk of rows."""
         n = x.shape[0]
         t, idx = self.t[:n], self.idx[:n]
-        self._affine(x, t)
+        invalid = None
         if self.fast:
+            self._affine(x, t)
             try:
                 with np.errstate(invalid="raise"):
                     idx[...] = t  # truncates toward zero; raises on NaN, ±inf or |t| >= 2^31
             except FloatingPointError:
-                return self._count_checked(x)
-            np.clip(idx, 0, self.bins + 1, out=idx)  # truncation then clip = floor then clip, for every t
-            if self.pairing and n >= self.slots * self.slots:
-                self._count_pairs(idx)
+                x, invalid = self._checked_slots(x, t, idx)
             else:
-                self._count_single(idx)
-            return x
-        return self._count_checked(x)
+                np.clip(idx, 0, self.bins + 1, out=idx)  # truncation then clip = floor then clip, for every t
+        else:
+            x, invalid = self._checked_slots(x, t, idx)
+        if self.tail_sums:
+            self._add_tail_sums(x, idx, invalid)
+        if invalid is None and self.pairing and n >= self.slots * self.slots:
+            self._count_pairs(idx)
+        else:
+            self._count_single(idx, invalid)
 
     def _affine(self, x: np.ndarray, out: np.ndarray) -> None:
         if self.offset_first:
@@ -134,6 +176,19 @@ class _Counter:
         else:
             np.multiply(x, self.scale, out=out, casting="unsafe")
             out += self.shift
+
+    def _checked_slots(self, x: np.ndarray, t: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The careful way: NaN and ±inf are marked invalid (and binned as lo), everything else is clipped in float
+        first. Returns the chunk as binned and the invalid mask (None when every value is finite)."""
+        with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf in the sum is what this pass looks for
+            clean = bool(np.isfinite(x.sum()))
+        invalid = None if clean else ~np.isfinite(x)
+        if invalid is not None:
+            x = np.where(invalid, self.lo64, x)
+        self._affine(x, t)
+        np.clip(t, 0.0, float(self.bins + 1), out=t)
+        idx[...] = t  # truncation is floor here: every value is >= 0 after the clip
+        return x, invalid
 
     def _count_pairs(self, idx: np.ndarray) -> None:
         half = idx.shape[0] // 2
@@ -152,28 +207,12 @@ class _Counter:
             np.copyto(idx, self.invalid_slots, where=invalid)
         self.single += np.bincount(idx.ravel(), minlength=self.single.size)
 
-    def _count_checked(self, x: np.ndarray) -> np.ndarray:
-        """The careful way: NaN and ±inf go to the invalid slot, everything else is clipped in float first."""
-        n = x.shape[0]
-        t, idx = self.t[:n], self.idx[:n]
-        with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf in the sum is what this pass looks for
-            clean = bool(np.isfinite(x.sum()))
-        invalid = None if clean else ~np.isfinite(x)
-        if invalid is not None:
-            x = np.where(invalid, self.lo64, x)
-        self._affine(x, t)
-        np.clip(t, 0.0, float(self.bins + 1), out=t)
-        idx[...] = t  # truncation is floor here: every value is >= 0 after the clip
-        self._count_single(idx, invalid)
-        return x
-
-    def add_clamped_sums(self, x: np.ndarray, sums: np.ndarray) -> None:
-        """Add, per feature, sum(min(x, lo)) and sum(max(x, hi)) over the chunk's rows to sums[:, 0] and sums[:, 1]."""
-        t = self.t[: x.shape[0]]
-        np.minimum(x, self.lo64, out=t, casting="unsafe")
-        sums[:, 0] += t.sum(axis=0, dtype=np.float64)
-        np.maximum(x, self.hi64, out=t, casting="unsafe")
-        sums[:, 1] += t.sum(axis=0, dtype=np.float64)
+    def _add_tail_sums(self, x: np.ndarray, idx: np.ndarray, invalid: np.ndarray | None) -> None:
+        """Add, per feature, the sums of the values counted in the first and in the last output bin."""
+        for column, chosen in ((0, idx < self.tail_low), (1, idx >= self.tail_high)):
+            if invalid is not None:
+                chosen &= ~invalid
+            self.tails[:, column] += np.where(chosen, x, 0.0).sum(axis=0, dtype=np.float64)
 
     def totals(self) -> tuple[np.ndarray, np.ndarray]:
         single = self.single.reshape(self.features, self.width)
@@ -181,4 +220,8 @@ class _Counter:
         if self.paired.size:
             joint = self.paired.reshape(self.features, self.slots, self.slots)
             counts += joint.sum(axis=2) + joint.sum(axis=1)
+        if self.lut is not None:  # fold the fine slots into their bins (the table is non-decreasing: exact)
+            flat = self.lut + (np.arange(self.features, dtype=np.int64) * self.out_bins)[:, None]
+            folded = np.bincount(flat.ravel(), weights=counts.ravel(), minlength=self.features * self.out_bins)
+            counts = folded.reshape(self.features, self.out_bins).round().astype(np.int64)
         return counts, single[:, self.slots].copy()

@@ -19,55 +19,106 @@ import numpy as np
 
 from modelfleet.drift import stats
 from modelfleet.drift.grid import bin_matrix
-from modelfleet.drift.profile import OTHER
+from modelfleet.drift.profile import MAX_PSI_BINS, OTHER, edge_lut, insufficient_reason, psi_bins, psi_group_starts
 
 
 @dataclass(frozen=True)
 class Reference:
-    """The reference profile, arranged for vectorised counting."""
+    """The reference profile, arranged for vectorised counting.
+
+    Numeric features are counted with bin_matrix on their fine grids [lo, hi) (`fine` slots) and, for version 2
+    profiles, mapped to their quantile bins by `lut`; `counts` holds the reference's counts in those bins and
+    `edges` their inner edges. `psi_bins[i]` is the number of PSI bins of feature i (equal-mass groups of quantile
+    bins; 0 when the reference is too small to measure drift, and for version 1 profiles, whose grid bins are used as
+    they are, every bin)."""
 
     numeric: tuple[str, ...]
     lo: np.ndarray  # (numeric features,)
     hi: np.ndarray
-    bins: int
-    counts: np.ndarray  # (numeric features, bins + 2)
-    tail_means: np.ndarray  # (numeric features, 2): the means of the reference's under- and overflow values
+    fine: int
+    lut: np.ndarray | None  # (numeric features, fine + 2): fine slot -> bin; None for version 1 profiles
+    counts: np.ndarray  # (numeric features, bins)
+    edges: np.ndarray  # (numeric features, bins - 1)
+    psi_bins: np.ndarray  # (numeric features,)
+    tail_means: np.ndarray  # (numeric features, 2): the means of the reference's values in the two outer bins
     std: np.ndarray
     categorical: tuple[str, ...]
     categories: tuple[dict[str, int], ...]  # per categorical feature: category -> slot (OTHER is the last slot)
     category_counts: tuple[np.ndarray, ...]
+    insufficient: dict[str, str] = field(default_factory=dict)  # feature -> why its drift is not measured
 
     @classmethod
-    def from_profile(cls, profile: Mapping[str, Any], features: Iterable[str] | None = None) -> Reference:
+    def from_profile(
+        cls, profile: Mapping[str, Any], features: Iterable[str] | None = None, *, max_psi_bins: int | None = None
+    ) -> Reference:
+        """`max_psi_bins` caps the PSI bins of a version 2 profile (default MAX_PSI_BINS; a reference's size may allow
+        fewer, see profile.psi_bins)."""
         wanted = list(features) if features is not None else list(profile["features"])
-        numeric = [n for n in wanted if profile["features"][n]["type"] == "numeric"]
-        categorical = [n for n in wanted if profile["features"][n]["type"] == "categorical"]
-        grids = [profile["features"][n]["grid"] for n in numeric]
-        bin_counts = {int(g["bins"]) for g in grids}
-        if len(bin_counts) > 1:
-            raise ValueError(f"numeric features use different bin counts {sorted(bin_counts)}; one grid size expected")
-        bins = bin_counts.pop() if bin_counts else 1
+        docs = profile["features"]
+        numeric = [n for n in wanted if docs[n]["type"] == "numeric"]
+        categorical = [n for n in wanted if docs[n]["type"] == "categorical"]
+        grids = [docs[n]["grid"] for n in numeric]
+        fine_counts = {int(g["bins"]) for g in grids}
+        if len(fine_counts) > 1:
+            raise ValueError(f"numeric features use different bin counts {sorted(fine_counts)}; one grid size expected")
+        fine = fine_counts.pop() if fine_counts else 1
         lo = np.array([float(g["min"]) for g in grids], dtype=np.float64)
         hi = np.array([float(g["max"]) for g in grids], dtype=np.float64)
-        counts = np.array([profile["features"][n]["counts"] for n in numeric], dtype=np.float64).reshape(-1, bins + 2)
+        quantile_binned = int(profile.get("version", 1)) >= 2
+        width = len(docs[numeric[0]]["counts"]) if numeric else fine + 2
+        counts = np.array([docs[n]["counts"] for n in numeric], dtype=np.float64).reshape(-1, width)
+        insufficient: dict[str, str] = {}
+        if quantile_binned:
+            edges = np.array([docs[n]["edges"] for n in numeric], dtype=np.float64).reshape(-1, width - 1)
+            slots = np.array([docs[n]["edgeSlots"] for n in numeric], dtype=np.int64).reshape(-1, width - 1)
+            lut = edge_lut(slots, fine) if numeric else None
+            quantile_bins = width - 2
+            groups = []
+            for n in numeric:
+                b = psi_bins(int(docs[n]["count"]), quantile_bins, max_psi_bins or MAX_PSI_BINS)
+                groups.append(b)
+                if not b:
+                    insufficient[n] = str(docs[n].get("insufficient") or insufficient_reason(int(docs[n]["count"])))
+            group_bins = np.array(groups, dtype=np.int64)
+        else:
+            edges = np.array([stats.grid_edges(lo[i], hi[i], fine) for i in range(len(numeric))]).reshape(-1, fine + 1)
+            lut, group_bins = None, np.full(len(numeric), width, dtype=np.int64)
         tail_means = np.array(
-            [_tail_means(profile["features"][n], lo[i], hi[i]) for i, n in enumerate(numeric)], dtype=np.float64
+            [_tail_means(docs[n], edges[i, 0], edges[i, -1]) for i, n in enumerate(numeric)], dtype=np.float64
         ).reshape(-1, 2)
-        std = np.array([float(profile["features"][n].get("std") or 0.0) for n in numeric], dtype=np.float64)
+        std = np.array([float(docs[n].get("std") or 0.0) for n in numeric], dtype=np.float64)
         cats, cat_counts = [], []
         for n in categorical:
-            freq = dict(profile["features"][n]["counts"])
+            freq = dict(docs[n]["counts"])
             other = freq.pop(OTHER, 0)
             names = list(freq)
             cats.append({c: i for i, c in enumerate(names)})
             cat_counts.append(np.array([*freq.values(), other], dtype=np.float64))
         return cls(
-            tuple(numeric), lo, hi, bins, counts, tail_means, std, tuple(categorical), tuple(cats), tuple(cat_counts)
+            tuple(numeric),
+            lo,
+            hi,
+            fine,
+            lut,
+            counts,
+            edges,
+            group_bins,
+            tail_means,
+            std,
+            tuple(categorical),
+            tuple(cats),
+            tuple(cat_counts),
+            insufficient,
         )
+
+    @property
+    def bins(self) -> int:
+        """Counting slots per numeric feature."""
+        return int(self.counts.shape[1]) if self.counts.size else self.fine + 2
 
     def empty(self) -> Counts:
         return Counts(
-            numeric=np.zeros((len(self.numeric), self.bins + 2), dtype=np.int64),
+            numeric=np.zeros((len(self.numeric), self.bins), dtype=np.int64),
             tail_sums=np.zeros((len(self.numeric), 2), dtype=np.float64),
             numeric_invalid=np.zeros(len(self.numeric), dtype=np.int64),
             categorical=[np.zeros(len(c) + 1, dtype=np.int64) for c in self.categories],
@@ -79,7 +130,7 @@ class Reference:
         out = self.empty()
         if self.numeric:
             matrix = np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in self.numeric])
-            counts, invalid, tails = bin_matrix(matrix, self.lo, self.hi, self.bins, tail_sums=tail_sums)
+            counts, invalid, tails = self.count_matrix(matrix, tail_sums=tail_sums)
             out.numeric += counts
             out.numeric_invalid += invalid
             out.tail_sums += tails
@@ -93,23 +144,31 @@ class Reference:
         out.rows = _rows(columns, self.numeric + self.categorical)
         return out
 
+    def count_matrix(self, matrix: np.ndarray, *, tail_sums: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """bin_matrix on this reference's bins: (counts, invalid, tails) of a (rows, numeric features) matrix."""
+        return bin_matrix(matrix, self.lo, self.hi, self.fine, tail_sums=tail_sums, lut=self.lut)
+
+    def numeric_statistic(self, statistic: str, i: int, current: np.ndarray, tail_means: tuple[float, float]) -> float:
+        """One statistic of numeric feature i from the current counts in its bins (NaN when it is not measured)."""
+        psi = int(self.psi_bins[i])
+        if not psi:
+            return math.nan
+        ref, cur = self.counts[i], np.asarray(current, dtype=np.float64)
+        if statistic == "wasserstein":
+            return stats.wasserstein(ref, cur, self.edges[i], tuple(self.tail_means[i]), tail_means, self.std[i])
+        if statistic in ("psi", "jensenshannon") and self.lut is not None:
+            starts = psi_group_starts(self.bins - 2, psi)
+            ref, cur = np.add.reduceat(ref, starts), np.add.reduceat(cur, starts)
+        return stats.compute(statistic, ref, cur)
+
     def statistics(self, current: Counts, names: Iterable[str]) -> dict[str, dict[str, float]]:
-        """{feature: {statistic: value}} for the statistics that apply to each feature (KS and Wasserstein: numeric)."""
+        """{feature: {statistic: value}} for the statistics that apply to each feature (KS and Wasserstein: numeric).
+        PSI and Jensen-Shannon use the PSI bins, KS and Wasserstein every bin."""
         wanted = list(names)
         out: dict[str, dict[str, float]] = {}
-        edges_cache: dict[int, np.ndarray] = {}
         for i, name in enumerate(self.numeric):
-            ref, cur = self.counts[i], current.numeric[i].astype(np.float64)
-            values: dict[str, float] = {}
-            for s in wanted:
-                if s == "wasserstein":
-                    edges = edges_cache.setdefault(i, stats.grid_edges(self.lo[i], self.hi[i], self.bins))
-                    values[s] = stats.wasserstein(
-                        ref, cur, edges, tuple(self.tail_means[i]), current.tail_means(i, self), self.std[i]
-                    )
-                else:
-                    values[s] = stats.compute(s, ref, cur)
-            out[name] = values
+            cur, tails = current.numeric[i], current.tail_means(i, self)
+            out[name] = {s: self.numeric_statistic(s, i, cur, tails) for s in wanted}
         for i, name in enumerate(self.categorical):
             out[name] = {
                 s: stats.compute(s, self.category_counts[i], current.categorical[i])
@@ -156,8 +215,8 @@ class Counts:
     def tail_means(self, i: int, reference: Reference) -> tuple[float, float]:
         under, over = self.numeric[i, 0], self.numeric[i, -1]
         return (
-            self.tail_sums[i, 0] / under if under else float(reference.lo[i]),
-            self.tail_sums[i, 1] / over if over else float(reference.hi[i]),
+            self.tail_sums[i, 0] / under if under else float(reference.edges[i, 0]),
+            self.tail_sums[i, 1] / over if over else float(reference.edges[i, -1]),
         )
 
 
