@@ -10,10 +10,11 @@ import numpy as np
 
 def _table(kind: str, n_rows: int | None = None, seed: int = 0, shift: dict[str, float] | None = None) -> Any:
     import pyarrow as pa
-    from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
 
-    bunch = {"breast_cancer": load_breast_cancer, "diabetes": load_diabetes, "iris": load_iris}[kind]()
-    names = [n.replace(" ", "_").replace("(", "").replace(")", "") for n in bunch.feature_names]
+    loaders = {"breast_cancer": load_breast_cancer, "diabetes": load_diabetes, "iris": load_iris, "wine": load_wine}
+    bunch = loaders[kind]()
+    names = [n.replace(" ", "_").replace("(", "").replace(")", "").replace("/", "_") for n in bunch.feature_names]
     X, y = bunch.data, bunch.target
     if n_rows is not None:  # a larger table: resampled rows with a little noise (for benchmarks)
         rng = np.random.default_rng(seed)
@@ -27,7 +28,7 @@ def _table(kind: str, n_rows: int | None = None, seed: int = 0, shift: dict[str,
     if kind == "breast_cancer":  # a categorical column derived from the data, so pipelines see both kinds
         cols["size_band"] = pa.array(np.where(X[:, 0] > 15, "large", np.where(X[:, 0] > 12, "medium", "small")))
         cols["target"] = pa.array(y.astype(np.int64))
-    elif kind == "iris":
+    elif kind in ("iris", "wine"):
         cols["target"] = pa.array(y.astype(np.int64))
     else:
         cols["target"] = pa.array(y.astype(np.float64))

@@ -17,6 +17,7 @@ from tests.e2e.test_training import TRAIN_TIMEOUT, model_manifest
 from tests.runtime.test_server import rows, v2_inputs
 from tests.support import Kube, OperatorProcess, condition, has_condition, wait_for
 
+ALL_ROWS = 569  # the whole breast-cancer dataset: more than the default minRows (500)
 NAME = "tumour-watch"
 
 
@@ -46,8 +47,7 @@ def test_shifted_traffic_is_detected_retrained_on_current_data_and_the_new_versi
         dataset = data / "breast_cancer.csv"
         write("breast_cancer", dataset)
         manifest = model_manifest(NAME)
-        manifest["spec"]["serving"] = {"driftMonitoring": {"windowRows": 200, "minRows": 100}}
-        kube.apply(manifest, namespace)
+        kube.apply(manifest, namespace)  # the default drift monitoring: windows of 10,000 rows, values from 500
         wait_for(
             lambda: (m := kube.get("mlm", NAME, namespace)) and has_condition(m, "Ready") and m,
             TRAIN_TIMEOUT,
@@ -62,7 +62,7 @@ def test_shifted_traffic_is_detected_retrained_on_current_data_and_the_new_versi
                     "modelRef": {"name": NAME},
                     "prometheus": {"url": prom.url},
                     "interval": "2s",
-                    "checks": [{"name": "psi-all", "statistic": "psi", "threshold": 1.0}],
+                    "checks": [{"name": "psi-all", "statistic": "psi", "threshold": 0.2}],  # the documented default
                     "trigger": {"for": "10s"},
                     "action": "Retrain",
                     "cooldown": "30m",
@@ -71,9 +71,9 @@ def test_shifted_traffic_is_detected_retrained_on_current_data_and_the_new_versi
             namespace,
         )
         # Traffic like the training data: evaluated, no drift.
-        cols = rows("breast_cancer", dataset, 200)
+        cols = rows("breast_cancer", dataset, ALL_ROWS)
         send(kube, namespace, 1, cols)
-        prom.wait_for_series(f'modelfleet_drift_window_rows{{namespace="{namespace}",model="{NAME}"}} >= 200', 60)
+        prom.wait_for_series(f'modelfleet_drift_window_rows{{namespace="{namespace}",model="{NAME}"}} >= 500', 60)
         quiet = wait_for(
             lambda: (
                 (c := policy_cond(kube, namespace, "DriftDetected")).get("status") == "False"
@@ -85,12 +85,12 @@ def test_shifted_traffic_is_detected_retrained_on_current_data_and_the_new_versi
             60,
             "an evaluation with data and no drift",
         )
-        assert quiet["status"]["checks"][0]["value"] < 1.0, dump(quiet["status"])
+        assert quiet["status"]["checks"][0]["value"] < 0.2, dump(quiet["status"])
         assert drift_jobs(kube, namespace) == []
 
         # The world changes: the dataset now holds the shifted distribution, and so does the traffic.
         write("breast_cancer", dataset, shift={"mean_radius": 3.0})
-        shifted = rows("breast_cancer", dataset, 200)  # traffic from the world as it is now
+        shifted = rows("breast_cancer", dataset, ALL_ROWS)  # traffic from the world as it is now
         send(kube, namespace, 1, shifted)
         tj = wait_for(lambda: (jobs := drift_jobs(kube, namespace)) and jobs[0], 90, "a drift TrainingJob")
         policy = kube.get("dpol", "watch", namespace)

@@ -57,6 +57,12 @@ BASE = {MLM: "fraud-detector", DPOL: "fraud-detector-drift", TJ: "fraud-detector
 # (id, kind, mutation, text the error must contain: the offending field)
 CASES: list[tuple[str, str, Mutation, str]] = [
     ("wrong-type-replicas", MLM, setp("spec.serving.minReplicas", "two"), "spec.serving.minReplicas"),
+    (
+        "drift-min-rows-above-window",
+        MLM,
+        setp("spec.serving.driftMonitoring", {"windowRows": 300}),  # minRows defaults to 500
+        "spec.serving.driftMonitoring.minRows",
+    ),
     ("wrong-type-features", MLM, setp("spec.dataset.features", "amount"), "spec.dataset.features"),
     ("unknown-risk-class", MLM, setp("spec.riskClass", "extreme"), "spec.riskClass"),
     ("unknown-framework", MLM, setp("spec.framework", "tensorflow"), "spec.framework"),

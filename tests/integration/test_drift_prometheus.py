@@ -8,6 +8,7 @@ handlers and the MLModel mirror are covered at the end and in tests/e2e."""
 from __future__ import annotations
 
 import datetime
+import json
 import socket
 import threading
 import time
@@ -143,6 +144,40 @@ def test_drift_sustained_for_the_trigger_span_retrains_once_with_a_real_training
         assert plan.outcome == "suppressed-cooldown" and created is None
         assert "cooldown 6h" in (policy.status.suppressed or "")
         assert len(kube.items("trainingjobs", namespace)) == 1
+    finally:
+        prom.stop()
+
+
+def test_a_reference_too_small_to_bin_is_unknown_with_its_reason_and_never_retrains(
+    kube: Kube, api: ApiKube, model: dict[str, Any], namespace: str, prometheus_dir: Path
+) -> None:
+    """The served version was trained on 40 rows: whatever Prometheus holds (here a breach), its built-in checks are
+    not evaluated, the policy says why, and nothing is retrained."""
+    version = {
+        "number": 1,
+        "trainingJob": f"{MODEL}-v1",
+        "artifactUri": "pvc://artifacts/churn/v1",
+        "artifactDigest": "sha256:" + "0" * 64,
+        "driftReference": {"rows": 40, "psiBins": 0, "insufficient": "the reference has 40 finite values; ..."},
+    }
+    status = {"versions": [version], "latestVersion": version, "servingVersion": version}
+    kube.run(
+        "patch", "mlm", MODEL, "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+    prom = PrometheusServer(prometheus_dir)
+    prom.backfill(drift_history(namespace, [0.9] * 40))
+    prom.start()
+    try:
+        policy = new_policy(namespace)
+        plan, created = evaluate(policy, api, prom.url)
+        assert not plan.retrain and created is None
+        status_, reason, message = cond(policy, "Evaluated")
+        assert (status_, reason) == ("Unknown", "ReferenceTooSmall")
+        assert "version 1: the reference has 40 finite values" in message
+        assert cond(policy, "DriftDetected")[0] == "Unknown"
+        assert [e[1] for e in plan.events] == ["ReferenceTooSmall"]
+        assert kube.items("trainingjobs", namespace) == []
     finally:
         prom.stop()
 

@@ -424,6 +424,39 @@ def test_drift_gauges_follow_the_inputs_and_match_an_offline_computation(
         server.stop()
 
 
+def test_a_small_reference_raises_no_false_alarm_and_finds_a_one_sd_shift(tmp_path: Path) -> None:
+    """The case that cried wolf: wine, 142 training rows and 13 numeric features, served with the default drift
+    settings (windows of at least 500 rows, PSI on as many equal-mass bins as the reference allows). Traffic drawn
+    from the dataset's rows with 2 % noise: every feature's PSI below 0.1 (the 32-bin grid read 0.08-0.51). Then
+    one feature moves by one standard deviation: its PSI is above the default threshold 0.2 and the highest."""
+    data = write("wine", tmp_path / "wine.csv")
+    training = spec("wine", data, "sklearn", "sklearn.linear_model.LogisticRegression", max_iter=2000)
+    code, result, err = run_trainer(tmp_path, training, "wine")
+    assert code == 0, err
+    assert result["driftReference"] == {"rows": 142, "psiBins": 5}  # the 80 % training split
+    server = Server(tmp_path / "wine", "--drift-window-rows", "1000").wait_ready()
+    try:
+        cols = rows("wine", data, 178)
+        rng = np.random.default_rng(7)
+
+        def send(shift: dict[str, float]) -> dict[tuple[str, str], float]:
+            for _ in range(10):
+                pick = rng.integers(0, 178, 100)
+                batch = {k: v[pick] * (1 + rng.normal(0, 0.02, 100)) + shift.get(k, 0.0) for k, v in cols.items()}
+                assert server.post("/v2/models/m/infer", v2_inputs(batch))[0] == 200
+            window_rows, values = drift_gauges(server)
+            assert window_rows == 1000
+            return {f: v for (f, s), v in values.items() if s == "psi"}
+
+        quiet = send({})
+        assert len(quiet) == 13 and max(quiet.values()) < 0.1, quiet
+        moved = "alcohol"
+        loud = send({moved: float(cols[moved].std())})
+        assert loud[moved] > 0.2 and max(loud, key=loud.__getitem__) == moved, loud
+    finally:
+        server.stop()
+
+
 def test_bad_drift_settings_stop_the_server_with_a_clear_error(artifacts: dict[str, Path]) -> None:
     server = Server(artifacts["sklearn"], "--drift-statistics", "psi,chi2")
     assert server.proc.wait(timeout=60) == 2

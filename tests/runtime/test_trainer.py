@@ -26,7 +26,7 @@ from tests.datasets import feature_spec, write
 def spec(kind: str, path: Path, framework: str, estimator: str, fmt: str = "csv", **hp: Any) -> dict[str, Any]:
     return {
         "framework": framework,
-        "task": "classification" if kind == "breast_cancer" else "regression",
+        "task": "classification" if kind in ("breast_cancer", "wine") else "regression",
         "dataset": {"uri": path.as_uri(), "format": fmt, "target": "target", "features": feature_spec(kind)},
         "training": {"estimator": estimator, "hyperparameters": hp},
     }

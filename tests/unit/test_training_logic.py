@@ -8,6 +8,7 @@ import datetime
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 
 from modelfleet.api.v1alpha1 import MLModel, TrainingJob
@@ -346,6 +347,17 @@ def test_first_version_is_requested_then_recorded() -> None:
     assert done.create is None and done.status.latest_version.number == 1
     assert cond(done.status, "Trained") == ("True", "Trained")
     assert [e.reason for e in done.events] == ["VersionTrained"]
+
+
+def test_the_version_record_keeps_its_drift_reference() -> None:
+    from modelfleet.drift.profile import build_profile, reference_summary
+
+    summary = reference_summary(build_profile({"x": ("numeric", np.arange(40.0))}))
+    assert summary["rows"] == 40 and summary["psiBins"] == 0 and "at least 50" in summary["insufficient"]
+    tj = owned_tj(1, "f" * 64, True)
+    tj["status"]["result"]["driftReference"] = summary
+    version = mplan(mlmodel(), [tj]).status.latest_version
+    assert version.drift_reference is not None and version.drift_reference.insufficient == summary["insufficient"]
 
 
 def test_at_most_one_active_run_and_serving_edits_never_retrain() -> None:

@@ -140,6 +140,8 @@ def desired_serving(
                             str(spec.serving.drift_monitoring.window_rows),
                             "--drift-min-rows",
                             str(spec.serving.drift_monitoring.min_rows),
+                            "--drift-psi-bins",
+                            str(spec.serving.drift_monitoring.psi_bins),
                         ],
                         "env": [
                             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},

@@ -191,3 +191,17 @@ def build_profile(columns: dict[str, tuple[str, np.ndarray]]) -> dict[str, Any]:
             for name, (kind, vals) in columns.items()
         },
     }
+
+
+def reference_summary(profile: dict[str, Any]) -> dict[str, Any]:
+    """What the profile offers as a drift reference, for the TrainingJob's result and the model's version record:
+    the fewest finite values of any numeric feature (categorical features when there are none), the PSI bins that
+    allows, and why drift cannot be measured when the reference is too small."""
+    features = list(profile["features"].values())
+    numeric = [f for f in features if f["type"] == "numeric"] or features
+    rows = min((int(f["count"]) for f in numeric), default=0)
+    out: dict[str, Any] = {"rows": rows, "psiBins": psi_bins(rows)}
+    reason = insufficient_reason(rows)
+    if reason:
+        out["insufficient"] = reason
+    return out

@@ -418,6 +418,17 @@ def history_of(trainingjobs: Sequence[dict[str, Any]], now: datetime.datetime) -
     return RetrainHistory(tuple(drift_runs), active, gpu_seconds / 3600.0)
 
 
+def unmeasured_reference(model: MLModel) -> str | None:
+    """Why the served version's (else the latest version's) training data cannot be a drift reference, if so: the
+    server exports no built-in statistics for it, so the checks evaluate to Unknown with this reason, not to a
+    number that cannot be trusted and never to "no data"."""
+    version = model.status.serving_version or model.status.latest_version
+    reference = version.drift_reference if version is not None else None
+    if reference is None or not reference.insufficient:
+        return None
+    return f"version {version.number if version else '?'}: {reference.insufficient}"
+
+
 def reconcile_driftpolicy(
     policy: DriftPolicy,
     generation: int | None,
@@ -439,7 +450,14 @@ def reconcile_driftpolicy(
     history = history_of(tjs, now)
     url = policy.spec.prometheus.url if policy.spec.prometheus else config.prometheus_url
     prometheus = prometheus_for(url)
-    readings = [read_check(prometheus, q, now) for q in policy_queries(policy, namespace)]
+    model = parse(MLModel, raw_model)
+    too_small = unmeasured_reference(model)
+    readings = [
+        CheckReading(q.name, error=too_small, error_reason="ReferenceTooSmall")
+        if too_small and check.statistic is not None
+        else read_check(prometheus, q, now)
+        for check, q in zip(policy.spec.checks, policy_queries(policy, namespace), strict=True)
+    ]
     plan = decide(policy, readings, history, generation=generation, now=now)
     if policy.spec.utilization is not None:
         gpu = read_gpu_idle(prometheus, namespace, model_name, parse_duration(policy.spec.utilization.for_), now)
@@ -448,7 +466,6 @@ def reconcile_driftpolicy(
         decide_utilization(policy, plan, GpuReading(), generation=generation, now=now)
     if not plan.retrain:
         return plan, None
-    model = parse(MLModel, raw_model)
     numbers = [v.number for v in model.status.versions]
     numbers += [int((tj["metadata"].get("labels") or {}).get(LABEL_VERSION, "0") or 0) for tj in tjs]
     number = max(numbers, default=0) + 1

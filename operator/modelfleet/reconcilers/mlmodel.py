@@ -282,6 +282,7 @@ def plan_mlmodel(
                 created_at=st.get("completionTime"),
                 fingerprint=st.get("fingerprint"),
                 rejected_reason=None if ok else why,
+                drift_reference=result.drift_reference,
             )
             versions.append(version)
             metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))

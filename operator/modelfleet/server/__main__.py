@@ -56,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--drift-window-rows", type=int, default=10_000, help="count-based drift window")
     parser.add_argument("--drift-window-seconds", type=float, help="time-based drift window instead of a count")
-    parser.add_argument("--drift-min-rows", type=int, default=100, help="export no drift below this many rows")
+    parser.add_argument("--drift-min-rows", type=int, default=500, help="export no drift below this many rows")
+    parser.add_argument(
+        "--drift-psi-bins",
+        type=int,
+        default=10,
+        help="at most this many equal-mass PSI bins (fewer for small references)",
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 window_rows=args.drift_window_rows,
                 window_seconds=args.drift_window_seconds,
                 min_rows=args.drift_min_rows,
+                psi_bins=args.drift_psi_bins,
                 share_dir=metrics_dir,
             )
             if statistics

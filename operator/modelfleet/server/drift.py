@@ -43,7 +43,7 @@ class DriftMonitor(Collector):
         statistics: Sequence[str] = DEFAULT_STATISTICS,
         window_rows: int | None = 10_000,
         window_seconds: float | None = None,
-        min_rows: int = 100,
+        min_rows: int = 500,
         flush_seconds: float = 0.25,
         share_dir: Path | None = None,
     ) -> None:
@@ -65,14 +65,19 @@ class DriftMonitor(Collector):
         self._published = 0.0
 
     @classmethod
-    def from_artifact(cls, directory: Path, features: Sequence[str], **kwargs: Any) -> DriftMonitor | None:
+    def from_artifact(
+        cls, directory: Path, features: Sequence[str], *, psi_bins: int | None = None, **kwargs: Any
+    ) -> DriftMonitor | None:
         path = directory / "profile.json"
         if not path.exists():
             log.warning("no profile.json in %s: drift metrics are off", directory)
             return None
         profile = json.loads(path.read_text())
         present = [f for f in features if f in profile.get("features", {})]
-        return cls(Reference.from_profile(profile, present), **kwargs)
+        reference = Reference.from_profile(profile, present, max_psi_bins=psi_bins)
+        for feature, why in reference.insufficient.items():
+            log.warning("no drift values for feature %s: %s", feature, why)
+        return cls(reference, **kwargs)
 
     def observe(self, columns: dict[str, Any]) -> None:
         """Called on the request path with the validated columns: queue them, nothing more."""

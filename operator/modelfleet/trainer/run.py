@@ -17,7 +17,7 @@ import numpy as np
 from modelfleet import __version__
 from modelfleet.api.v1alpha1.trainingjob import TrainingJobSpec
 from modelfleet.artifact import sklearn_model, torch_model
-from modelfleet.drift.profile import build_profile
+from modelfleet.drift.profile import build_profile, reference_summary
 from modelfleet.trainer import data as data_mod
 from modelfleet.trainer.errors import TrainerError
 from modelfleet.trainer.evaluate import classification_metrics, regression_metrics
@@ -130,6 +130,7 @@ def train(
             "testRows": len(test_idx),
         },
         "metrics": metrics,
+        "driftReference": reference_summary(profile),
         "libraries": _versions(spec.framework),
         "startedAt": _iso(started),
         "finishedAt": _iso(finished),
@@ -149,4 +150,5 @@ def train(
         "datasetDigest": loaded.sha256,
         "rows": loaded.rows,
         "durationSeconds": round(time.time() - started, 3),
+        "driftReference": reference_summary(profile),
     }

@@ -175,3 +175,14 @@ TRAINING_RULES = [
         ".training.validation.metric",
     ),
 ]
+
+
+class DriftReference(ApiModel):
+    """How well the training data can serve as the drift reference (from the trainer's profile)."""
+
+    rows: int = Field(ge=0)
+    """Finite values of the numeric feature with the fewest (the rows, when nothing is missing)."""
+    psi_bins: int = Field(ge=0, le=64)
+    """Equal-mass PSI bins the reference supports (10 at 200 rows or more, fewer below; 0: too small)."""
+    insufficient: str | None = Field(default=None, max_length=512)
+    """Set when the reference is too small to measure drift honestly: built-in drift checks evaluate to Unknown."""

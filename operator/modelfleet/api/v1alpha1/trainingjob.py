@@ -7,7 +7,15 @@ from typing import Literal
 from pydantic import Field
 
 from modelfleet.api.v1alpha1.common import ApiModel, Conditions, LocalObjectReference, Timestamp, cel
-from modelfleet.api.v1alpha1.shared import TRAINING_RULES, Dataset, Framework, StorageUri, Task, Training
+from modelfleet.api.v1alpha1.shared import (
+    TRAINING_RULES,
+    Dataset,
+    DriftReference,
+    Framework,
+    StorageUri,
+    Task,
+    Training,
+)
 
 TrainingReason = Literal["initial", "spec-change", "dataset", "drift", "manual"]
 
@@ -66,6 +74,8 @@ class TrainingResult(ApiModel):
     """Rows in the dataset."""
     duration_seconds: float | None = Field(default=None, ge=0)
     """Wall time of the training."""
+    drift_reference: DriftReference | None = None
+    """The drift reference the run's profile provides."""
 
 
 class TrainingUtilization(ApiModel):
