@@ -17,6 +17,8 @@ Two tricks keep a chunk to a few passes plus one scattered increment per *two* v
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 # Rows per chunk are chosen so a chunk holds about this many values: its temporaries stay in the cache.
@@ -45,6 +47,34 @@ def _casts_report_invalid() -> bool:
 CASTS_REPORT_INVALID = _casts_report_invalid()
 
 
+@dataclass(frozen=True)
+class BinTable:
+    """A look-up table from grid slots to bins ((features, slots), non-decreasing along each row), with what counting
+    needs of it prepared once (a reference keeps one; the server counts every flush with it)."""
+
+    lut: np.ndarray  # int32
+    flat: np.ndarray  # lut.ravel(), int32
+    out_bins: int
+    fold_index: np.ndarray  # lut + feature * out_bins, flattened: where each slot's count goes when folding
+    tail_low: np.ndarray  # (1, features): slots below this are the first bin
+    tail_high: np.ndarray  # (1, features): slots at or above this are the last bin
+
+    @classmethod
+    def of(cls, lut: np.ndarray) -> BinTable:
+        table = np.ascontiguousarray(lut, dtype=np.int32)
+        features = table.shape[0]
+        out_bins = int(table.max()) + 1 if table.size else 1
+        fold = (table.astype(np.int64) + (np.arange(features, dtype=np.int64) * out_bins)[:, None]).ravel()
+        return cls(
+            table,
+            table.ravel(),
+            out_bins,
+            fold,
+            (table == 0).sum(axis=1)[None, :],
+            (table < out_bins - 1).sum(axis=1)[None, :],
+        )
+
+
 def bin_matrix(
     matrix: np.ndarray,
     lo: np.ndarray,
@@ -52,7 +82,7 @@ def bin_matrix(
     bins: int,
     *,
     tail_sums: bool = True,
-    lut: np.ndarray | None = None,
+    lut: np.ndarray | BinTable | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bin a (rows, features) matrix on per-feature grids [lo, hi) with `bins` equal-width bins.
 
@@ -103,22 +133,13 @@ class _Counter:
         bins: int,
         *,
         fast: bool,
-        lut: np.ndarray | None,
+        lut: np.ndarray | BinTable | None,
         tail_sums: bool,
     ) -> None:
         self.features, self.bins, self.fast = features, bins, fast
-        self.slots = bins + 2  # underflow, bins, overflow
-        self.lut = None if lut is None else np.asarray(lut, dtype=np.int64).reshape(features, self.slots)
-        # The tails are the values counted in the first and in the last output bin: fine slots below tail_low and at
-        # or above tail_high (with a look-up table, its first and last bins' slots).
-        if self.lut is None:
-            self.out_bins = self.slots
-            self.tail_low, self.tail_high = np.ones((1, features)), np.full((1, features), bins + 1)
-        else:
-            self.out_bins = int(self.lut.max()) + 1 if self.lut.size else 1
-            self.tail_low = (self.lut == 0).sum(axis=1)[None, :]
-            self.tail_high = (self.lut < self.out_bins - 1).sum(axis=1)[None, :]
-        self.width = self.slots + 1  # single counting: the last slot collects invalid values, split off at the end
+        self.fine = bins + 2  # the grid's slots: underflow, bins, overflow
+        self.table = None if lut is None else lut if isinstance(lut, BinTable) else BinTable.of(lut)
+        self.out_bins = self.fine if self.table is None else self.table.out_bins
         self.lo64 = np.asarray(lo, dtype=np.float64)
         self.hi64 = np.asarray(hi, dtype=np.float64)
         scale64 = bins / (self.hi64 - self.lo64)
@@ -126,19 +147,32 @@ class _Counter:
         self.shift = (1.0 - self.lo64 * scale64).astype(np.float32)
         span = self.hi64 - self.lo64
         self.offset_first = bool(np.any(np.maximum(np.abs(self.lo64), np.abs(self.hi64)) > _FLOAT32_SAFE_RATIO * span))
-        self.offsets = (np.arange(features, dtype=np.int32) * self.width)[None, :]
-        self.invalid_slots = self.offsets + self.slots
-        self.single = np.zeros(features * self.width, dtype=np.int64)
-        self.paired_counters = features * self.slots * self.slots
-        # Allocated when chunks are large enough to pair (small batches, such as requests, never are).
-        self.paired = np.zeros(0, dtype=np.int64)
         self.tails = np.zeros((features, 2), dtype=np.float64)
         self.tail_sums = tail_sums
 
     def allocate(self, rows: int) -> None:
+        """Scratch buffers for chunks of up to `rows` rows, and how to count them. With a look-up table, chunks with
+        fewer rows than the grid has slots (the server's small batches) map each value to its bin and count bins;
+        larger ones count slots and fold them at the end (a table of features x slots is then cheap)."""
         self.t = np.empty((rows, self.features), dtype=np.float32)
         self.idx = np.empty((rows, self.features), dtype=np.int32)
+        self.mapping = self.table is not None and rows < self.fine
+        if self.mapping:
+            self.fine_offsets = (np.arange(self.features, dtype=np.int32) * self.fine)[None, :]
+        self.slots = self.out_bins if self.mapping else self.fine  # what is counted
+        # The tails are the values that end in the first and in the last bin: counted slots below tail_low and at or
+        # above tail_high (when slots are folded, the table's first and last bins' slots).
+        if self.table is None or self.mapping:
+            self.tail_low, self.tail_high = np.ones((1, self.features)), np.full((1, self.features), self.slots - 1)
+        else:
+            self.tail_low, self.tail_high = self.table.tail_low, self.table.tail_high
+        self.width = self.slots + 1  # single counting: the last slot collects invalid values, split off at the end
+        self.offsets = (np.arange(self.features, dtype=np.int32) * self.width)[None, :]
+        self.invalid_slots = self.offsets + self.slots
+        self.single = np.zeros(self.features * self.width, dtype=np.int64)
+        self.paired_counters = self.features * self.slots * self.slots
         self.pairing = self.paired_counters <= PAIRED_COUNTERS_MAX and rows >= self.slots * self.slots
+        self.paired = np.zeros(0, dtype=np.int64)  # allocated only for chunks large enough to pair
         if self.pairing:
             self.paired = np.zeros(self.paired_counters, dtype=np.int64)
             self.pairs = np.empty((rows // 2, self.features), dtype=np.int32)
@@ -158,9 +192,13 @@ class _Counter:
             except FloatingPointError:
                 x, invalid = self._checked_slots(x, t, idx)
             else:
-                np.clip(idx, 0, self.bins + 1, out=idx)  # truncation then clip = floor then clip, for every t
+                np.clip(idx, 0, self.fine - 1, out=idx)  # truncation then clip = floor then clip, for every t
         else:
             x, invalid = self._checked_slots(x, t, idx)
+        if self.mapping:
+            assert self.table is not None
+            idx += self.fine_offsets
+            np.take(self.table.flat, idx, out=idx)
         if self.tail_sums:
             self._add_tail_sums(x, idx, invalid)
         if invalid is None and self.pairing and n >= self.slots * self.slots:
@@ -220,8 +258,8 @@ class _Counter:
         if self.paired.size:
             joint = self.paired.reshape(self.features, self.slots, self.slots)
             counts += joint.sum(axis=2) + joint.sum(axis=1)
-        if self.lut is not None:  # fold the fine slots into their bins (the table is non-decreasing: exact)
-            flat = self.lut + (np.arange(self.features, dtype=np.int64) * self.out_bins)[:, None]
-            folded = np.bincount(flat.ravel(), weights=counts.ravel(), minlength=self.features * self.out_bins)
+        if self.table is not None and not self.mapping:  # fold the slots into their bins (non-decreasing: exact)
+            index = self.table.fold_index
+            folded = np.bincount(index, weights=counts.ravel(), minlength=self.features * self.out_bins)
             counts = folded.reshape(self.features, self.out_bins).round().astype(np.int64)
         return counts, single[:, self.slots].copy()

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from modelfleet.drift import stats
-from modelfleet.drift.grid import bin_matrix
+from modelfleet.drift.grid import BinTable, bin_matrix
 from modelfleet.drift.profile import MAX_PSI_BINS, OTHER, edge_lut, insufficient_reason, psi_bins, psi_group_starts
 
 
@@ -36,7 +36,7 @@ class Reference:
     lo: np.ndarray  # (numeric features,)
     hi: np.ndarray
     fine: int
-    lut: np.ndarray | None  # (numeric features, fine + 2): fine slot -> bin; None for version 1 profiles
+    lut: BinTable | None  # (numeric features, fine + 2): grid slot -> bin; None for version 1 profiles
     counts: np.ndarray  # (numeric features, bins)
     edges: np.ndarray  # (numeric features, bins - 1)
     psi_bins: np.ndarray  # (numeric features,)
@@ -71,7 +71,7 @@ class Reference:
         if quantile_binned:
             edges = np.array([docs[n]["edges"] for n in numeric], dtype=np.float64).reshape(-1, width - 1)
             slots = np.array([docs[n]["edgeSlots"] for n in numeric], dtype=np.int64).reshape(-1, width - 1)
-            lut = edge_lut(slots, fine) if numeric else None
+            lut = BinTable.of(edge_lut(slots, fine)) if numeric else None
             quantile_bins = width - 2
             groups = []
             for n in numeric:
