@@ -117,6 +117,31 @@ def test_psi_agrees_with_the_standard_when_nothing_moved(kind: str, n_ref: int, 
 
 
 @property_settings
+@given(families, sizes, shifts, seeds, st.lists(st.integers(1, 700), min_size=1, max_size=12))
+def test_the_live_window_path_agrees_with_the_standard_too(
+    kind: str, n_ref: int, shift: float, seed: int, batches: list[int]
+) -> None:
+    """The server's path: rows arrive in batches of any size, are counted into a sliding window's sub-windows and
+    merged at scrape; the window's PSI and KS are those of counting all rows at once, so they meet the same bounds."""
+    ref, cur = _reference_and_current(kind, shift, 1.0, seed, n_ref)
+    reference, current_counts, values = _binned(ref, cur)
+    window = SlidingWindow(reference, max_rows=cur.size, buckets=10)
+    start, i = 0, 0
+    while start < cur.size:
+        size = batches[i % len(batches)]
+        window.add_rows({"x": cur[start : start + size]})
+        start, i = start + size, i + 1
+    total = window.total()
+    assert total.rows == cur.size
+    np.testing.assert_array_equal(total.numeric[0], current_counts)
+    live = reference.statistics(total, ("psi", "ks"))["x"]
+    assert live == pytest.approx({"psi": values["psi"], "ks": values["ks"]}, abs=1e-12)
+    expected = standard_psi(ref, cur, int(reference.psi_bins[0]))
+    assert abs(live["psi"] - expected) <= psi_tolerance(expected, n_ref)
+    assert live["ks"] <= sps.ks_2samp(ref, cur).statistic + 1e-12
+
+
+@property_settings
 @given(families, sizes, shifts, scales, seeds)
 def test_ks_is_within_one_bins_mass_of_scipy(kind: str, n_ref: int, shift: float, scale: float, seed: int) -> None:
     ref, cur = _reference_and_current(kind, shift, scale, seed, n_ref)

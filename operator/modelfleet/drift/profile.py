@@ -8,10 +8,12 @@ Jensen-Shannon are computed on equal-mass groups of those bins (10 by default, a
 for small references: see `psi_bins`), KS and Wasserstein on all of them, so no statistic's meaning depends on where
 the data happens to sit on an equal-width grid. Counting stays fast and mergeable: a value is placed on a fine
 equal-width grid between the first and the last edge (`FINE_BINS` slots plus two tails) and a per-feature look-up
-table maps its slot to its bin; the table is built by running the edges themselves through the same arithmetic, so
-a value equal to an edge is always counted above it (a value closer than one slot below an edge is counted above it
-too: the only approximation, a 1/1,024 of the central 99.8 %). The profile also keeps the sums of the values in the
-two outer bins (Wasserstein places their mass at their means), quantiles, mean and standard deviation.
+table maps its slot to its bin. The table comes from the slot at which each edge's bin starts, chosen by the trainer
+(`edge_slots`) and stored in the profile: a value equal to an edge that is a reference value is always counted above
+it, every reference value is on its own side of every edge where the grid can tell them apart, and a live value within
+one slot of an edge may land on its other side (the only approximation: 1/2,048 of the central 99.8 %). The profile
+also keeps the sums of the values in the two outer bins (Wasserstein places their mass at their means), quantiles,
+mean and standard deviation.
 
 Version 1 profiles (32 equal-width bins between the 0.1 % and 99.9 % quantiles, written by earlier trainers) still
 load: their grid is their bins, and every statistic is computed on it as before.
