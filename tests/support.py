@@ -127,12 +127,23 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
+        # The metrics endpoint is bound before Kopf starts; Kopf's own liveness endpoint says the operator runs.
         wait_for(
-            lambda: self.metrics() is not None or self.proc.poll() is not None,
+            lambda: (self.metrics() is not None and self.healthy()) or self.proc.poll() is not None,
             60,  # type: ignore[union-attr]
-            "the operator's metrics endpoint",
+            "the operator's metrics and liveness endpoints",
         )
         return self
+
+    def healthy(self) -> bool:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
 
     def wait_exit(self, timeout: float = 60) -> int:
         assert self.proc is not None

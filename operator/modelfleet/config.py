@@ -28,6 +28,24 @@ DEFAULT_ALLOWED_ESTIMATORS = (
 )
 
 
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the variable and the value."""
+
+
+def _seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment variable `name`, or the default when it is unset."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
+
+
 def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     raw = os.environ.get(name)
     return tuple(x.strip() for x in raw.split(",") if x.strip()) if raw else default
@@ -56,14 +74,15 @@ class OperatorConfig:
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
+        """The configuration from the environment; raises ConfigError naming a variable that cannot be used."""
         return cls(
             allowed_estimators=_list("MODELFLEET_ALLOWED_ESTIMATORS", DEFAULT_ALLOWED_ESTIMATORS),
             default_artifacts_uri=os.environ.get("MODELFLEET_ARTIFACTS_URI", cls.default_artifacts_uri),
             prometheus_url=os.environ.get("MODELFLEET_PROMETHEUS_URL", cls.prometheus_url),
             trainer_image=os.environ.get("MODELFLEET_TRAINER_IMAGE", cls.trainer_image),
             server_image=os.environ.get("MODELFLEET_SERVER_IMAGE", cls.server_image),
-            stuck_pending_seconds=float(os.environ.get("MODELFLEET_STUCK_PENDING_SECONDS", cls.stuck_pending_seconds)),
-            poll_seconds=float(os.environ.get("MODELFLEET_POLL_SECONDS", cls.poll_seconds)),
-            activity_seconds=float(os.environ.get("MODELFLEET_ACTIVITY_SECONDS", cls.activity_seconds)),
+            stuck_pending_seconds=_seconds("MODELFLEET_STUCK_PENDING_SECONDS", cls.stuck_pending_seconds),
+            poll_seconds=_seconds("MODELFLEET_POLL_SECONDS", cls.poll_seconds),
+            activity_seconds=_seconds("MODELFLEET_ACTIVITY_SECONDS", cls.activity_seconds),
             namespaces=_list("MODELFLEET_NAMESPACES", ()),
         )

@@ -1,31 +1,90 @@
-"""`modelfleet operator run`: checks the CRDs exist, then runs the Kopf operator."""
+"""`modelfleet operator run`: checks what the operator needs before it starts (configuration, credentials, the API
+server, the CRDs, its ports), then runs the Kopf operator.
+
+Every check that fails prints one line naming the problem on stderr and exits with code 2 within seconds, so that
+Kubernetes restarts the pod with back-off and `kubectl logs` shows why. Inside Kopf the same failures would be
+retried forever by its start-up handling: an operator alive and reconciling nothing."""
 
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 
 import kopf
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from prometheus_client import start_http_server
+from urllib3.exceptions import HTTPError
 
 from modelfleet.clients.kube import Kube, api_client, missing_crds
-from modelfleet.config import OperatorConfig
+from modelfleet.config import ConfigError, OperatorConfig
 from modelfleet.deps import Deps
+
+EXIT_START_FAILED = 2
+API_CHECK_TIMEOUT_SECONDS = 10.0
+
+
+class StartupError(Exception):
+    """A reason the operator cannot start; the message is the one line the user sees."""
+
+
+def _check_port(flag: str, port: int) -> None:
+    """Fails fast when a port cannot be bound (Kopf would otherwise retry its start-up forever)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError as e:
+            raise StartupError(f"{flag}: port {port} is in use or cannot be bound ({e.strerror})") from e
+
+
+def _serve_metrics(port: int) -> None:
+    try:
+        start_http_server(port, addr="0.0.0.0")
+    except OSError as e:
+        raise StartupError(f"--metrics-port: port {port} is in use or cannot be bound ({e.strerror})") from e
+
+
+def prepare(namespaces: tuple[str, ...], metrics_port: int, health_port: int) -> Deps:
+    """Everything the operator needs, checked; raises StartupError naming the first problem."""
+    try:
+        config = OperatorConfig.from_env()
+    except ConfigError as e:
+        raise StartupError(str(e)) from e
+    if namespaces:
+        config = OperatorConfig(**{**config.__dict__, "namespaces": namespaces})
+    try:
+        api = api_client()
+    except (ConfigException, OSError, ValueError, TypeError) as e:
+        raise StartupError(f"cannot load Kubernetes credentials (in-cluster or $KUBECONFIG): {e}") from e
+    host = api.configuration.host
+    try:
+        missing = missing_crds(api, timeout=API_CHECK_TIMEOUT_SECONDS)
+    except (HTTPError, OSError) as e:
+        why = str(getattr(e, "reason", None) or e)[:300]
+        raise StartupError(f"cannot reach the Kubernetes API server at {host}: {why}") from e
+    except ApiException as e:
+        raise StartupError(f"the Kubernetes API server at {host} answered {e.status} {e.reason}") from e
+    if missing:
+        raise StartupError(
+            f"the CustomResourceDefinition(s) {', '.join(missing)} are not installed. "
+            "Install them first (kubectl apply --server-side -f crds/, or the Helm chart); the operator never "
+            "installs CRDs or RBAC itself."
+        )
+    if health_port:
+        _check_port("--health-port", health_port)
+    if metrics_port:
+        _serve_metrics(metrics_port)
+    return Deps(config=config, api=api, kube=Kube(api))
 
 
 def run(*, namespaces: tuple[str, ...], metrics_port: int, health_port: int, json_logs: bool, verbose: bool) -> int:
-    config = OperatorConfig.from_env()
-    if namespaces:
-        config = OperatorConfig(**{**config.__dict__, "namespaces": namespaces})
-    api = api_client()
-    missing = missing_crds(api)
-    if missing:
-        print(
-            f"modelfleet operator: the CustomResourceDefinition(s) {', '.join(missing)} are not installed. "
-            "Install them first (kubectl apply --server-side -f crds/, or the Helm chart); the operator never "
-            "installs CRDs or RBAC itself.",
-            file=sys.stderr,
-        )
-        return 2
+    try:
+        deps = prepare(namespaces, metrics_port, health_port)
+    except StartupError as e:
+        print(f"modelfleet operator: {e}", file=sys.stderr)
+        return EXIT_START_FAILED
     import modelfleet.handlers  # noqa: F401  (registers the handlers)
     from modelfleet import __version__
     from modelfleet.metrics import OPERATOR_INFO
@@ -34,14 +93,13 @@ def run(*, namespaces: tuple[str, ...], metrics_port: int, health_port: int, jso
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    memo = kopf.Memo(deps=Deps(config=config, api=api, kube=Kube(api)), metrics_port=metrics_port)
     # The liveness endpoint is served by Kopf itself and answers while the event loop runs: it does not depend on
     # the API server, so an API outage does not get the operator restarted.
     kopf.run(
         standalone=True,
-        clusterwide=not config.namespaces,
-        namespaces=list(config.namespaces),
+        clusterwide=not deps.config.namespaces,
+        namespaces=list(deps.config.namespaces),
         liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
-        memo=memo,
+        memo=kopf.Memo(deps=deps, metrics_port=metrics_port),
     )
     return 0

@@ -45,12 +45,17 @@ def api_client(kubeconfig: str | None = None) -> client.ApiClient:
 
 
 def missing_crds(
-    api: client.ApiClient, group: str = GROUP, version: str = VERSION, plurals: tuple[str, ...] = OUR_PLURALS
+    api: client.ApiClient,
+    group: str = GROUP,
+    version: str = VERSION,
+    plurals: tuple[str, ...] = OUR_PLURALS,
+    *,
+    timeout: float | None = None,
 ) -> list[str]:
     """CRD names (plural.group) the API server does not serve. Uses discovery, which every user may read, so the
     check needs no permission on CustomResourceDefinitions."""
     try:
-        resources = client.CustomObjectsApi(api).get_api_resources(group, version)
+        resources = client.CustomObjectsApi(api).get_api_resources(group, version, _request_timeout=timeout)
     except ApiException as e:
         if e.status == 404:
             return [f"{p}.{group}" for p in plurals]

@@ -1,4 +1,5 @@
-"""Operator start-up: Kopf settings and the metrics endpoint."""
+"""Operator start-up: Kopf settings (the metrics endpoint and every fatal check come before Kopf starts: see
+operator_main)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import logging
 from typing import Any
 
 import kopf
-from prometheus_client import start_http_server
 
 from modelfleet.api.v1alpha1 import GROUP
 
@@ -24,6 +24,5 @@ def operator_configure(
     # Handler log lines are not turned into Events; decisions are posted as Events explicitly.
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 8
-    if memo.get("metrics_port"):
-        start_http_server(int(memo["metrics_port"]), addr=memo.get("metrics_addr", "0.0.0.0"))
+    if memo.get("metrics_port"):  # bound before Kopf started (operator_main), so a taken port exits at once
         logger.info("metrics on :%s/metrics", memo["metrics_port"])
