@@ -209,3 +209,29 @@ def test_a_model_whose_first_training_fails_says_so(kube: Kube, operator: Operat
     assert model["status"]["phase"] == "Failed" and "latestVersion" not in model["status"]
     assert "nevertrained-v1 failed" in condition(model, "Trained")["message"]  # type: ignore[index]
     check_health(model, "Degraded", "first-training-failed")
+
+    # A second run fails too (new dataset version, same broken file). Each failure is one decision: one Event each,
+    # however many passes follow (the operator under test reconciles every second), and none is posted again.
+    kube.apply(model_manifest("nevertrained", "pvc://datasets/broken.csv", version="2"), namespace)
+
+    def trained_message() -> str:
+        return str((condition(kube.get("mlm", "nevertrained", namespace), "Trained") or {}).get("message", ""))
+
+    wait_for(
+        lambda: "nevertrained-v2 failed" in trained_message(),
+        TRAIN_TIMEOUT,
+        "the second training to fail",
+    )
+
+    def failures() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in kube.items("events", namespace, field_selector="involvedObject.name=nevertrained")
+            if e["reason"] == "TrainingFailed"
+        ]
+
+    first_look = failures()
+    time.sleep(20)  # twenty passes of nothing changing: what is asserted is that nothing is posted meanwhile
+    later = failures()
+    assert len(later) == 2 and [e.get("count", 1) for e in later] == [1, 1], dump(later)
+    assert sorted(e["metadata"]["name"] for e in later) == sorted(e["metadata"]["name"] for e in first_look)

@@ -386,6 +386,21 @@ def test_failed_run_keeps_the_previous_version_and_is_reported_once() -> None:
     assert mplan(m, tjs).events == []  # nothing new to say
 
 
+def test_two_failed_runs_are_reported_once_each_over_many_passes() -> None:
+    """They used to take turns being "new": two TrainingFailed Events on every pass, forever."""
+    m = mlmodel()
+    tjs = [owned_tj(1, "e" * 64, False), owned_tj(2, "f" * 64, False)]
+    reasons = []
+    for _ in range(20):  # twenty passes with nothing changing
+        plan = mplan(m, tjs)
+        reasons += [e.reason for e in plan.events]
+        m.status = plan.status
+    assert reasons == ["TrainingFailed", "TrainingFailed"]
+    assert m.status.last_failed_training_job == "fraud-detector-v2"
+    # A failure older than the one on record, or one whose run was deleted, is not news either.
+    assert [e.reason for e in mplan(m, tjs[:1]).events if e.reason == "TrainingFailed"] == []
+
+
 def test_low_scoring_version_is_recorded_but_not_promotable() -> None:
     m = mlmodel()  # the sample asks roc_auc >= 0.85
     p = mplan(m, [owned_tj(1, "f" * 64, True, {"roc_auc": 0.7})])

@@ -5,6 +5,7 @@ serving fields never retrains (they are not part of the training fingerprint).""
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,18 @@ def _version_of(tj: dict[str, Any]) -> int:
         return int(tj["metadata"].get("labels", {}).get(LABEL_VERSION, "0"))
     except ValueError:
         return 0
+
+
+def _reported_failure(name: str | None, trainingjobs: Sequence[dict[str, Any]]) -> int:
+    """The version number of the failed run last reported (0 for none): from the run itself, or from its name
+    (<model>-v<N>) once the run has been deleted."""
+    if not name:
+        return 0
+    for tj in trainingjobs:
+        if tj["metadata"]["name"] == name:
+            return _version_of(tj)
+    match = re.search(r"-v(\d+)$", name)
+    return int(match.group(1)) if match else 0
 
 
 def promotion(metrics: dict[str, float], task: str, validation: Validation) -> tuple[bool, str]:
@@ -264,6 +277,7 @@ def plan_mlmodel(
     versions = list(status.versions)
     recorded = {v.training_job for v in versions}
     tjs = sorted(trainingjobs, key=_version_of)
+    reported_failure = _reported_failure(status.last_failed_training_job, tjs)
 
     for tj in tjs:
         tj_name, st = tj["metadata"]["name"], tj.get("status") or {}
@@ -294,9 +308,11 @@ def plan_mlmodel(
                 plan.events.append(
                     Event("Warning", "NotPromoted", f"version {version.number} will not be served: {why}")
                 )
-        elif _done(tj, "Failed") and tj_name not in recorded and tj_name != status.last_failed_training_job:
-            # One Event per failed run; a later failure replaces the record.
+        elif _done(tj, "Failed") and tj_name not in recorded and _version_of(tj) > reported_failure:
+            # One Event per failed run, newest last: a failure is reported only when it is newer than the one on
+            # record, so two failed runs never take turns being "new" on every pass.
             status.last_failed_training_job = tj_name
+            reported_failure = _version_of(tj)
             failed = _cond(tj, "Failed")
             keeps = f"; the model keeps version {versions[-1].number}" if versions else ""
             plan.events.append(
