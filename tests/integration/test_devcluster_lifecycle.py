@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -74,9 +75,22 @@ def test_up_is_idempotent_and_down_leaves_no_processes(state_dir: Path) -> None:
     assert cli(state_dir, "status").returncode == 1
 
 
+def server_of(state_dir: Path) -> str:
+    return str(json.loads((state_dir / "cluster.json").read_text())["server"])
+
+
 def test_up_recovers_after_its_components_were_killed(state_dir: Path) -> None:
+    """After a crash `up` starts everything again with the same data and at the same address: a client built before
+    the crash (its kubeconfig read once, like a running operator's) goes on working."""
+    from kubernetes import client
+
+    from modelfleet.clients.kube import api_client
+
     assert cli(state_dir, "up").returncode == 0
     kubeconfig = state_dir / "kubeconfig"
+    server = server_of(state_dir)
+    running_client = client.CoreV1Api(api_client(str(kubeconfig)))
+    assert running_client.list_namespace().items
     kubectl = Path(json.loads((state_dir / "cluster.json").read_text())["bin_dir"]) / "kubectl"
     subprocess.run(
         [kubectl, f"--kubeconfig={kubeconfig}", "create", "configmap", "survivor", "--from-literal=k=v"],
@@ -96,6 +110,34 @@ def test_up_recovers_after_its_components_were_killed(state_dir: Path) -> None:
         text=True,
     )
     assert json.loads(got.stdout)["data"] == {"k": "v"}  # etcd's data outlived the crash
+    assert server_of(state_dir) == server
+    assert running_client.read_namespaced_config_map("survivor", "default").data == {"k": "v"}
+
+
+def test_up_says_when_the_api_servers_port_was_taken_meanwhile(state_dir: Path) -> None:
+    assert cli(state_dir, "up").returncode == 0
+    server = server_of(state_dir)
+    port = int(server.rsplit(":", 1)[1])
+    for pid in component_pids(state_dir).values():
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: cli(state_dir, "status").returncode == 1, 30, "the cluster to be seen as down")
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        wait_for(lambda: _try_bind(squatter, port), 30, "the old API server port to be free for the squatter")
+        squatter.listen(1)
+        again = cli(state_dir, "up")
+    assert again.returncode == 0, again.stderr
+    assert f"the API server's port {port} is taken" in again.stderr
+    assert server_of(state_dir) != server
+    assert cli(state_dir, "status").returncode == 0  # through the rewritten kubeconfig
+
+
+def _try_bind(sock: socket.socket, port: int) -> bool:
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
 
 
 def test_up_recovers_after_an_earlier_up_was_killed_mid_start(state_dir: Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from modelfleet.devcluster.binaries import SetupError, find_binaries
 from modelfleet.devcluster.kubeconfig import write_kubeconfig
 from modelfleet.devcluster.pki import Pki, ensure_pki
-from modelfleet.devcluster.processes import Supervisor, free_port, tail
+from modelfleet.devcluster.processes import Supervisor, free_port, port_is_free, tail
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "executor")
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -168,9 +168,9 @@ class DevCluster:
                 progress(f"stopped {len(leftovers)} leftover process(es) of an earlier run")
             bin_dir = find_binaries()
             last: StartError | None = None
-            for _attempt in range(3):  # a free port can be taken between our check and the bind: retry with new ones
+            for attempt in range(3):  # a free port can be taken between our check and the bind: retry with new ones
                 try:
-                    self._start_all(bin_dir, progress)
+                    self._start_all(bin_dir, progress, reuse_ports=attempt == 0)
                     return
                 except StartError as e:
                     self.sup.stop_all_marked()
@@ -181,9 +181,34 @@ class DevCluster:
             assert last is not None
             raise last
 
-    def _start_all(self, bin_dir: Path, progress: Callable[[str], None]) -> None:
+    def _recorded_ports(self) -> dict[str, int]:
+        try:
+            recorded = json.loads(self.state_file.read_text()).get("ports") or {}
+            return {str(k): int(v) for k, v in recorded.items()}
+        except (OSError, ValueError, AttributeError, TypeError):
+            return {}
+
+    def _choose_ports(self, progress: Callable[[str], None], reuse: bool) -> dict[str, int]:
+        """The ports of the last start where they are free, so the API server keeps its address (kubeconfigs and
+        running clients keep working, as with a real cluster's stable endpoint); new ones where they are not."""
+        recorded = self._recorded_ports() if reuse else {}
+        ports: dict[str, int] = {}
+        for key in ("etcd_client", "etcd_peer", "apiserver", "kcm", "scheduler", "kwok"):
+            before = recorded.get(key)
+            if before and before not in ports.values() and port_is_free(before):
+                ports[key] = before
+                continue
+            ports[key] = free_port()
+            if before and key == "apiserver":
+                progress(
+                    f"the API server's port {before} is taken; it moves to {ports[key]} "
+                    "(the kubeconfig is rewritten; clients holding the old address must reload it)"
+                )
+        return ports
+
+    def _start_all(self, bin_dir: Path, progress: Callable[[str], None], reuse_ports: bool = True) -> None:
         ensure_pki(self.pki.dir)
-        ports = {k: free_port() for k in ("etcd_client", "etcd_peer", "apiserver", "kcm", "scheduler", "kwok")}
+        ports = self._choose_ports(progress, reuse_ports)
         server = f"https://127.0.0.1:{ports['apiserver']}"
         write_kubeconfig(self.kubeconfig, server, self.pki, "admin")
         kcm_kc = write_kubeconfig(

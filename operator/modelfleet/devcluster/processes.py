@@ -26,6 +26,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    """Whether a loopback TCP port can be listened on now (SO_REUSEADDR, as Go's listeners set it, so connections of
+    a killed server still in TIME_WAIT do not count as taking it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def tail(path: Path, lines: int = 30) -> str:
     """The last `lines` lines of a log file ('' when it does not exist)."""
     try:
