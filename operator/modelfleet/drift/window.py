@@ -36,7 +36,7 @@ class Reference:
     lo: np.ndarray  # (numeric features,)
     hi: np.ndarray
     fine: int
-    lut: BinTable | None  # (numeric features, fine + 2): grid slot -> bin; None for version 1 profiles
+    lut: BinTable | None  # grid slot -> bin, per numeric feature; None for version 1 profiles
     counts: np.ndarray  # (numeric features, bins)
     edges: np.ndarray  # (numeric features, bins - 1)
     psi_bins: np.ndarray  # (numeric features,)
@@ -73,13 +73,13 @@ class Reference:
             slots = np.array([docs[n]["edgeSlots"] for n in numeric], dtype=np.int64).reshape(-1, width - 1)
             lut = BinTable.of(edge_lut(slots, fine)) if numeric else None
             quantile_bins = width - 2
-            groups = []
+            per_feature = []
             for n in numeric:
                 b = psi_bins(int(docs[n]["count"]), quantile_bins, max_psi_bins or MAX_PSI_BINS)
-                groups.append(b)
+                per_feature.append(b)
                 if not b:
                     insufficient[n] = str(docs[n].get("insufficient") or insufficient_reason(int(docs[n]["count"])))
-            group_bins = np.array(groups, dtype=np.int64)
+            group_bins = np.array(per_feature, dtype=np.int64)
         else:
             edges = np.array([stats.grid_edges(lo[i], hi[i], fine) for i in range(len(numeric))]).reshape(-1, fine + 1)
             lut, group_bins = None, np.full(len(numeric), width, dtype=np.int64)
