@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 DEFAULT_ALLOWED_ESTIMATORS = (
@@ -46,6 +47,33 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
+ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(k|Ki|M|Mi|G|Gi|T|Ti|P|Pi)?$")
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, "").strip() or default
+    if raw not in choices:
+        raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return raw
+
+
+def _quantity(name: str, default: str) -> str:
+    raw = os.environ.get(name, "").strip() or default
+    if not QUANTITY.match(raw):
+        raise ConfigError(f"{name}={raw!r} is not a storage size (e.g. 10Gi)")
+    return raw
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{name}={raw!r} must be true or false")
+    return raw == "true"
+
+
 def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     raw = os.environ.get(name)
     return tuple(x.strip() for x in raw.split(",") if x.strip()) if raw else default
@@ -56,6 +84,16 @@ class OperatorConfig:
     allowed_estimators: tuple[str, ...] = DEFAULT_ALLOWED_ESTIMATORS
     """scikit-learn import paths a spec may name (everything else is InvalidSpec)."""
     default_artifacts_uri: str = "pvc://modelfleet-artifacts"
+    """Where versions go when a spec names no location; a pvc:// claim here is created where missing."""
+    artifacts_claim_create: bool = True
+    """Create the default artifact claim in a namespace the first time a run there needs it."""
+    artifacts_claim_size: str = "10Gi"
+    """Size of a created default artifact claim."""
+    artifacts_claim_storage_class: str = ""
+    """StorageClass of a created default artifact claim (empty: the cluster's default class)."""
+    artifacts_claim_access_mode: str = "ReadWriteOnce"
+    """Access mode of a created default artifact claim (ReadWriteMany lets serving replicas on several nodes share
+    it, where the StorageClass supports it)."""
     prometheus_url: str = "http://prometheus-operated.monitoring:9090"
     trainer_image: str = "ghcr.io/modelfleet/trainer:0.1.0"
     server_image: str = "ghcr.io/modelfleet/server:0.1.0"
@@ -78,6 +116,12 @@ class OperatorConfig:
         return cls(
             allowed_estimators=_list("MODELFLEET_ALLOWED_ESTIMATORS", DEFAULT_ALLOWED_ESTIMATORS),
             default_artifacts_uri=os.environ.get("MODELFLEET_ARTIFACTS_URI", cls.default_artifacts_uri),
+            artifacts_claim_create=_flag("MODELFLEET_ARTIFACTS_CLAIM_CREATE", cls.artifacts_claim_create),
+            artifacts_claim_size=_quantity("MODELFLEET_ARTIFACTS_CLAIM_SIZE", cls.artifacts_claim_size),
+            artifacts_claim_storage_class=os.environ.get("MODELFLEET_ARTIFACTS_CLAIM_STORAGE_CLASS", "").strip(),
+            artifacts_claim_access_mode=_choice(
+                "MODELFLEET_ARTIFACTS_CLAIM_ACCESS_MODE", cls.artifacts_claim_access_mode, ACCESS_MODES
+            ),
             prometheus_url=os.environ.get("MODELFLEET_PROMETHEUS_URL", cls.prometheus_url),
             trainer_image=os.environ.get("MODELFLEET_TRAINER_IMAGE", cls.trainer_image),
             server_image=os.environ.get("MODELFLEET_SERVER_IMAGE", cls.server_image),

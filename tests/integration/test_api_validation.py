@@ -146,7 +146,20 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     ),
     ("missing-owner", MLM, delp("spec.owner"), "spec.owner"),
     ("missing-target", MLM, delp("spec.dataset.target"), "spec.dataset.target"),
-    ("missing-estimator", MLM, delp("spec.training.estimator"), "spec.training.estimator"),
+    ("empty-estimator", MLM, setp("spec.training.estimator", ""), "spec.training.estimator"),
+    (
+        "misspelt-affinity",
+        MLM,
+        setp("spec.serving.affinity", {"nodeAfinity": {}}),
+        "spec.serving.affinity.nodeAfinity",
+    ),
+    (
+        "bad-serving-toleration-effect",
+        MLM,
+        setp("spec.serving.tolerations", [{"key": "gpu", "effect": "Never"}]),
+        "spec.serving.tolerations[0].effect",
+    ),
+    ("bad-serving-gpu-resource", MLM, setp("spec.serving.resources.gpuResource", "gpu"), "spec.serving.resources"),
     ("missing-spec", MLM, delp("spec"), "spec"),
     ("unknown-field-training", MLM, setp("spec.training.learningRate", 0.1), "spec.training.learningRate"),
     ("unknown-field-spec", MLM, setp("spec.replicas", 3), "spec.replicas"),
@@ -240,6 +253,26 @@ def test_a_trainingjob_spec_is_immutable(kube: Kube, crds: Path, namespace: str)
     tj["spec"]["training"]["hyperparameters"]["n_estimators"] = 300
     res = kube.run("apply", "-n", namespace, "-f", "-", input=json.dumps(tj), check=False)
     assert res.returncode != 0 and "immutable" in res.stderr
+
+
+def test_the_shortest_model_is_accepted_and_stored_with_the_schemas_defaults(
+    kube: Kube, crds: Path, namespace: str
+) -> None:
+    shortest = {
+        "apiVersion": "modelfleet.io/v1alpha1",
+        "kind": "MLModel",
+        "metadata": {"name": "shortest"},
+        "spec": {
+            "owner": {"team": "newcomers"},
+            "framework": "sklearn",
+            "task": "classification",
+            "dataset": {"uri": "pvc://datasets/data.csv", "target": "label"},
+        },
+    }
+    kube.apply(shortest, namespace)
+    stored = kube.get("mlm", "shortest", namespace)
+    assert stored and "features" not in stored["spec"]["dataset"] and "estimator" not in stored["spec"]["training"]
+    assert stored["spec"]["training"]["resources"]["cpu"] == "1" and stored["spec"]["serving"]["minReplicas"] == 1
 
 
 def test_valid_but_odd_input_is_accepted(kube: Kube, crds: Path, namespace: str) -> None:

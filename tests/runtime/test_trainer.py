@@ -277,3 +277,83 @@ def test_the_numeric_fast_path_gives_exactly_the_pipelines_answers(tmp_path: Pat
         np.testing.assert_array_equal(pred, predictor.pipeline.predict(X))
     if proba is not None:
         np.testing.assert_allclose(proba, predictor.pipeline.predict_proba(X), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_features_omitted_are_read_from_the_data(tmp_path: Path, fmt: str) -> None:
+    """No dataset.features: every column but the target, numbers numeric and text categorical, in the data's order;
+    recorded in the result and the artifact, and the artifact reproduces its metrics with them."""
+    data = write("breast_cancer", tmp_path / f"d.{fmt}", fmt)
+    training = spec("breast_cancer", data, "sklearn", "sklearn.linear_model.LogisticRegression", fmt, max_iter=500)
+    del training["dataset"]["features"]
+    code, result, stderr = run_trainer(tmp_path, training)
+    assert code == 0, stderr
+    assert result["features"] == feature_spec("breast_cancer")  # size_band is the one text column
+    meta = json.loads((tmp_path / "artifact" / "metadata.json").read_text())
+    assert meta["features"] == result["features"] and meta["featuresInferred"] is True
+    profile = json.loads((tmp_path / "artifact" / "profile.json").read_text())
+    assert set(profile["features"]) == {f["name"] for f in result["features"]}
+    recomputed = recompute_metrics(training, tmp_path / "artifact")
+    assert recomputed["accuracy"] == pytest.approx(result["metrics"]["accuracy"], abs=1e-6)
+
+
+def test_declared_features_are_not_repeated_in_the_result(tmp_path: Path) -> None:
+    data = write("diabetes", tmp_path / "d.csv")
+    code, result, stderr = run_trainer(tmp_path, spec("diabetes", data, "sklearn", "sklearn.linear_model.Ridge"))
+    assert code == 0, stderr
+    assert "features" not in result
+    meta = json.loads((tmp_path / "artifact" / "metadata.json").read_text())
+    assert meta["featuresInferred"] is False and meta["features"] == feature_spec("diabetes")
+
+
+def _inferred_spec(path: Path) -> dict[str, Any]:
+    return {
+        "framework": "sklearn",
+        "task": "regression",
+        "dataset": {"uri": path.as_uri(), "format": path.suffix[1:], "target": "y"},
+        "training": {"estimator": "sklearn.linear_model.Ridge"},
+    }
+
+
+def test_a_column_mixing_numbers_and_text_is_named_with_how_to_declare_it(tmp_path: Path) -> None:
+    rows = ["age,city,y"] + [f"{20 + i},{'paris' if i % 2 else 'oslo'},{i}" for i in range(60)] + ["unknown,oslo,1"]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    reason = _failure(tmp_path, _inferred_spec(tmp_path / "d.csv"))
+    assert "column 'age' mixes numbers" in reason and "'unknown'" in reason
+    assert "{name: age, type: categorical}" in reason
+
+
+def test_a_column_that_is_neither_number_nor_text_is_named(tmp_path: Path) -> None:
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    day = datetime.date(2026, 1, 1)
+    pq.write_table(
+        pa.table({"x": [float(i) for i in range(60)], "seen": [day] * 60, "y": [float(i) for i in range(60)]}),
+        tmp_path / "d.parquet",
+    )
+    reason = _failure(tmp_path, _inferred_spec(tmp_path / "d.parquet"))
+    assert "column 'seen' holds date32" in reason and "dataset.features" in reason
+
+
+def test_a_column_name_a_feature_cannot_have_is_named(tmp_path: Path) -> None:
+    rows = ["mean radius,y"] + [f"{i},{i}" for i in range(60)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    assert "column 'mean radius' cannot be a feature name" in _failure(tmp_path, _inferred_spec(tmp_path / "d.csv"))
+
+
+def test_too_many_inferred_features_for_the_termination_message_still_succeed(tmp_path: Path) -> None:
+    """300 columns do not fit the kubelet's 4 KiB termination message: the result leaves the list out (the
+    artifact's metadata keeps it) instead of failing the run."""
+    rng = np.random.default_rng(0)
+    names = [f"sensor_reading_{j:03d}" for j in range(300)]
+    X = rng.normal(size=(80, 300))
+    rows = [",".join([*names, "y"])] + [",".join(f"{v:.4f}" for v in [*x, x[0] * 2]) for x in X]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    code, result, stderr = run_trainer(tmp_path, _inferred_spec(tmp_path / "d.csv"))
+    assert code == 0, stderr
+    assert "features" not in result and result["artifactDigest"].startswith("sha256:")
+    meta = json.loads((tmp_path / "artifact" / "metadata.json").read_text())
+    assert [f["name"] for f in meta["features"]] == names

@@ -142,3 +142,51 @@ def test_ensembles_are_served_with_micro_batching_and_linear_models_without() ->
     linear.spec.training.estimator = "sklearn.linear_model.LogisticRegression"
     args = objects(linear, version(1))["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--max-batch-size" not in args
+
+
+def pod_spec(m: MLModel) -> dict[str, Any]:
+    return dict(objects(m, version(1))["Deployment"]["spec"]["template"]["spec"])
+
+
+def test_serving_placement_fields_reach_the_pods() -> None:
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]
+            }
+        }
+    }
+    m = model(
+        nodeSelector={"pool": "inference"},
+        tolerations=[{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+        affinity=affinity,
+        priorityClassName="serving-high",
+    )
+    spec = pod_spec(m)
+    assert spec["nodeSelector"] == {"pool": "inference"}
+    assert spec["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]
+    assert spec["affinity"] == affinity and spec["priorityClassName"] == "serving-high"
+    assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName"} & set(pod_spec(model()))
+
+
+def test_gpu_serving_tolerates_the_gpu_taint_unless_tolerations_are_given() -> None:
+    gpu = pod_spec(model(resources={"gpu": 1}))
+    assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert gpu["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    amd = pod_spec(model(resources={"gpu": 2, "gpuResource": "amd.com/gpu"}))
+    assert amd["containers"][0]["resources"]["limits"]["amd.com/gpu"] == "2"
+    assert amd["tolerations"] == [{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "tolerations" not in pod_spec(model(resources={"gpu": 1}, tolerations=[]))  # given (none): exactly those
+    own = pod_spec(model(resources={"gpu": 1}, tolerations=[{"key": "gpu", "operator": "Exists"}]))
+    assert own["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
+
+
+def test_placement_is_part_of_the_served_hash() -> None:
+    def digest(m: MLModel) -> str:
+        return str(objects(m, version(1))["Deployment"]["metadata"]["annotations"][DESIRED_HASH])
+
+    assert digest(model()) != digest(model(nodeSelector={"pool": "inference"}))
+
+
+def test_an_empty_affinity_adds_nothing_so_upgrades_do_not_roll_every_model() -> None:
+    assert pod_spec(model(affinity={})) == pod_spec(model())

@@ -446,3 +446,40 @@ def test_a_pod_that_cannot_pull_its_image_is_reported_then_failed() -> None:
     p = plan(TrainingObservation(job=job(active=1), pods=[stuck]))
     assert cond(p.status, "Failed") == ("True", "ImagePullBackOff") and p.delete_job
     assert "trainer:nope" in get_condition(p.status.conditions, "Failed").message  # type: ignore[union-attr]
+
+
+def test_gpu_training_without_tolerations_tolerates_the_gpu_taint() -> None:
+    t = tj()
+    t.spec.training.tolerations = None
+    assert build(t)["spec"]["template"]["spec"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    t.spec.training.resources.gpu = 0
+    assert "tolerations" not in build(t)["spec"]["template"]["spec"]
+
+
+def test_an_omitted_estimator_is_the_forest_for_the_task_and_is_what_the_run_records() -> None:
+    doc = sample("MLModel", "fraud-detector")
+    doc["metadata"].update(namespace="ml", uid="m-1", generation=1)
+    del doc["spec"]["training"]
+    m = parse(MLModel, doc)
+    assert m.spec.training.estimator == "sklearn.ensemble.RandomForestClassifier"
+    created = mplan(m, []).create
+    assert created["spec"]["training"]["estimator"] == "sklearn.ensemble.RandomForestClassifier"
+    doc["spec"].update(task="regression", training={"resources": {"cpu": "2"}})
+    assert parse(MLModel, doc).spec.training.estimator == "sklearn.ensemble.RandomForestRegressor"
+    doc["spec"]["framework"] = "pytorch"
+    assert parse(MLModel, doc).spec.training.estimator == "mlp"
+    explicit = training_fingerprint("sklearn", "classification", m.spec.dataset, m.spec.training, "img")
+    m.spec.training.estimator = "sklearn.ensemble.RandomForestClassifier"
+    assert training_fingerprint("sklearn", "classification", m.spec.dataset, m.spec.training, "img") == explicit
+
+
+def test_inferred_features_are_recorded_on_the_version() -> None:
+    m = mlmodel()
+    m.status = mplan(m, []).status
+    run = owned_tj(1, "f" * 64, True)
+    run["status"]["result"]["features"] = [{"name": "amount"}, {"name": "country", "type": "categorical"}]
+    version = mplan(m, [run]).status.latest_version
+    assert [(f.name, f.type) for f in version.features] == [("amount", "numeric"), ("country", "categorical")]
+    assert mplan(m, [owned_tj(1, "f" * 64, True)]).status.latest_version.features is None

@@ -184,8 +184,10 @@ class _Converter:
             out["minimum"], out["exclusiveMinimum"] = out["exclusiveMinimum"], True
         if "exclusiveMaximum" in out and not isinstance(out["exclusiveMaximum"], bool):
             out["maximum"], out["exclusiveMaximum"] = out["exclusiveMaximum"], True
-        if out.get("x-kubernetes-int-or-string") or out.get("x-kubernetes-preserve-unknown-fields"):
-            out.pop("type", None)
+        if out.get("x-kubernetes-int-or-string") or (
+            out.get("x-kubernetes-preserve-unknown-fields") and out.get("type") != "object"
+        ):
+            out.pop("type", None)  # any JSON value (an object keeps its type: a free-form block such as affinity)
         if "properties" in out:
             required = set(out.get("required", []))
             props = {}

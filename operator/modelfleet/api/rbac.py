@@ -37,9 +37,11 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["services"], "verbs": OWN},
     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": OWN},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": OWN},
-    # Observed only: training and serving pods (failure reasons, readiness), claims behind pvc:// URIs.
+    # Observed only: training and serving pods (failure reasons, readiness).
     {"apiGroups": [""], "resources": ["pods"], "verbs": READ},
-    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get"]},
+    # Claims behind pvc:// URIs are read; the default artifact claim is created where missing (never changed or
+    # deleted: no patch, no delete).
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create"]},
     # Decisions are posted as Events.
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]

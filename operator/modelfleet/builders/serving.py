@@ -13,6 +13,7 @@ from modelfleet.builders.training import (
     LABEL_TEAM,
     LABEL_VERSION,
     local_path,
+    placement,
     pvc_claim,
     restricted_security,
 )
@@ -86,7 +87,7 @@ def desired_serving(
     res = serving.resources
     limits: dict[str, str] = {"memory": str(res.memory)}
     if res.gpu:
-        limits["nvidia.com/gpu"] = str(res.gpu)
+        limits[res.gpu_resource] = str(res.gpu)
     probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 2, "failureThreshold": 3}
     autoscaled = pinned_replicas is None and serving.max_replicas > max(serving.min_replicas, 1)
     deployment_spec: dict[str, Any] = {
@@ -109,6 +110,7 @@ def desired_serving(
                 "securityContext": pod_security,
                 "terminationGracePeriodSeconds": 30,
                 "volumes": volumes,
+                **placement(serving, res.gpu, res.gpu_resource),
                 "containers": [
                     {
                         "name": SERVER_CONTAINER,
@@ -129,7 +131,7 @@ def desired_serving(
                             str(SERVER_PORT),
                             *(
                                 ["--max-batch-size", str(MAX_BATCH_ROWS)]
-                                if spec.training.estimator.startswith(BATCHED_ESTIMATOR_PREFIX)
+                                if (spec.training.estimator or "").startswith(BATCHED_ESTIMATOR_PREFIX)
                                 else []
                             ),
                             *(["--allow-pickle"] if spec.serving.allow_pickle else []),

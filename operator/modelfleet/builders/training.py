@@ -8,7 +8,7 @@ import urllib.parse
 from typing import Any
 
 from modelfleet.api.v1alpha1 import API_VERSION, parse_duration
-from modelfleet.api.v1alpha1.shared import Dataset, Training
+from modelfleet.api.v1alpha1.shared import Dataset, Placement, Training
 from modelfleet.api.v1alpha1.trainingjob import TrainingJobSpec
 from modelfleet.config import OperatorConfig
 
@@ -42,7 +42,7 @@ def training_fingerprint(
             "version": dataset.version,
             "format": dataset.format,
             "target": dataset.target,
-            "features": [[f.name, f.type] for f in dataset.features],
+            "features": [[f.name, f.type] for f in dataset.features or ()],
         },
         "estimator": training.estimator,
         "hyperparameters": training.hyperparameters,
@@ -92,6 +92,24 @@ def local_path(uri: str, mount_root: str) -> str:
     raise UnsupportedUri(
         f"{uri}: training output must be a pvc:// or file:// location (object stores are not supported for output yet)"
     )
+
+
+def placement(spec: Placement, gpus: int, gpu_resource: str) -> dict[str, Any]:
+    """The Pod spec's placement fields. Pods asking for GPUs tolerate the GPU resource's NoSchedule taint (the taint
+    the NVIDIA GPU operator, GKE and AKS put on GPU nodes) unless the spec lists its own tolerations."""
+    out: dict[str, Any] = {}
+    if spec.node_selector:
+        out["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations is not None:
+        if spec.tolerations:
+            out["tolerations"] = [t.wire() for t in spec.tolerations]
+    elif gpus > 0:
+        out["tolerations"] = [{"key": gpu_resource, "operator": "Exists", "effect": "NoSchedule"}]
+    if spec.affinity is not None and spec.affinity.wire():  # the schema's default {} is no affinity at all
+        out["affinity"] = spec.affinity.wire()
+    if spec.priority_class_name:
+        out["priorityClassName"] = spec.priority_class_name
+    return out
 
 
 def restricted_security() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -175,12 +193,7 @@ def desired_training_job(
             }
         ],
     }
-    if training.node_selector:
-        pod_spec["nodeSelector"] = dict(training.node_selector)
-    if training.tolerations:
-        pod_spec["tolerations"] = [t.wire() for t in training.tolerations]
-    if training.priority_class_name:
-        pod_spec["priorityClassName"] = training.priority_class_name
+    pod_spec.update(placement(training, res.gpu, res.gpu_resource))
     job_spec: dict[str, Any] = {
         "backoffLimit": training.max_retries,
         "activeDeadlineSeconds": max(1, int(parse_duration(training.timeout))),

@@ -168,6 +168,19 @@ class Kube:
             return None
         return (Path(base) / rel / "digest").is_file()
 
+    def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(self.core.read_namespaced_persistent_volume_claim, name, namespace)
+
+    def create_claim(self, body: dict[str, Any]) -> bool:
+        """Creates the claim; False when one of that name exists (never changed: it may be someone else's)."""
+        try:
+            self.core.create_namespaced_persistent_volume_claim(body["metadata"]["namespace"], body)
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
     # -- children: server-side apply per kind -------------------------------------------------------------
     def _appliers(self) -> dict[str, Any]:
         apps, autoscaling, policy = (

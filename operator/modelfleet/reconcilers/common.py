@@ -31,5 +31,5 @@ def check_training(framework: str, training: Training, dataset: Dataset, config:
             f"training.estimator {training.estimator!r} is not in the operator's allow-list "
             f"(allowed: {', '.join(sorted(config.allowed_estimators))}); ask the platform team to allow it"
         )
-    if dataset.target in {f.name for f in dataset.features}:
+    if dataset.target in {f.name for f in dataset.features or ()}:
         raise InvalidSpec(f"dataset.target {dataset.target!r} is also listed in dataset.features")

@@ -24,6 +24,7 @@ from modelfleet.reconcilers.common import check_training
 from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.reconcilers.scaling import SCALE_UP_ANNOTATION, pinned_replicas, record_activity
 from modelfleet.reconcilers.serving import choose_version, rollout_complete, rollout_failure
+from modelfleet.reconcilers.trainingjob import ARTIFACT_STORE_UNAVAILABLE
 from modelfleet.reconcilers.utilization import Activity, read_activity
 from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, parse_time
 
@@ -297,6 +298,7 @@ def plan_mlmodel(
                 fingerprint=st.get("fingerprint"),
                 rejected_reason=None if ok else why,
                 drift_reference=result.drift_reference,
+                features=result.features,
             )
             versions.append(version)
             metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
@@ -352,7 +354,13 @@ def plan_mlmodel(
         training_note = f"; training {status.active_training_job}" if status.active_training_job else ""
         c.set("Trained", TRUE, "Trained", f"version {latest.number} trained by {latest.training_job}{training_note}")
     elif status.active_training_job:
-        c.set("Trained", FALSE, "Training", f"training the first version ({status.active_training_job})")
+        waiting = _cond(active[0], "Queued") if active else {}
+        if waiting.get("status") == TRUE and waiting.get("reason") == ARTIFACT_STORE_UNAVAILABLE:
+            c.set(
+                "Trained", FALSE, ARTIFACT_STORE_UNAVAILABLE, f"{status.active_training_job}: {waiting.get('message')}"
+            )
+        else:
+            c.set("Trained", FALSE, "Training", f"training the first version ({status.active_training_job})")
     elif status.last_failed_training_job:
         c.set(
             "Trained",

@@ -25,12 +25,14 @@ from modelfleet.config import OperatorConfig
 from modelfleet.errors import InvalidSpec
 from modelfleet.faults import crash_point
 from modelfleet.metrics import GPU_HOURS, TRAININGJOBS_FINISHED
+from modelfleet.reconcilers.artifact_store import ensure_default_claim
 from modelfleet.reconcilers.common import check_training
 from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.reconcilers.utilization import read_training_gpu_percent
 from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, parse_time, rfc3339
 
 TERMINAL = ("Succeeded", "Failed")
+ARTIFACT_STORE_UNAVAILABLE = "ArtifactStoreUnavailable"
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError")
 
 
@@ -39,6 +41,7 @@ class TrainingObservation:
     job: dict[str, Any] | None
     pods: list[dict[str, Any]] = field(default_factory=list)
     cache_source: dict[str, Any] | None = None  # a succeeded TrainingJob with our fingerprint, artifact present
+    artifact_store_problem: str | None = None  # why the default artifact claim cannot be had (no Job until it can)
 
 
 @dataclass
@@ -211,6 +214,13 @@ def plan_trainingjob(
             plan.events.append(Event("Normal", "CacheHit", message))
             finish(True, "CacheHit", f"cached result: {_metrics_text(cached)}", now)
             plan.events.pop()  # the CacheHit Event already says it
+        elif obs.artifact_store_problem:
+            c.set("CacheHit", FALSE, "NoCachedResult", "no succeeded TrainingJob has this fingerprint")
+            c.set("Queued", TRUE, ARTIFACT_STORE_UNAVAILABLE, obs.artifact_store_problem)
+            c.set("Running", FALSE, ARTIFACT_STORE_UNAVAILABLE)
+            status.phase = "Pending"
+            if not previous_queued or previous_queued.reason != ARTIFACT_STORE_UNAVAILABLE:
+                plan.events.append(Event("Warning", ARTIFACT_STORE_UNAVAILABLE, obs.artifact_store_problem))
         else:
             recreated = status.job_name is not None
             status.job_name = name_of_job
@@ -353,15 +363,27 @@ def reconcile_trainingjob(
             name,
             lambda uri: kube.artifact_exists(namespace, uri),
         )
-    plan = plan_trainingjob(
-        tj,
-        TrainingObservation(job, pods, cache),
-        fingerprint=fingerprint,
-        name_of_job=name_of_job,
-        generation=generation,
-        config=config,
-        now=now,
-    )
+    observed = TrainingObservation(job, pods, cache)
+
+    def planned() -> TrainingPlan:
+        return plan_trainingjob(
+            tj,
+            observed,
+            fingerprint=fingerprint,
+            name_of_job=name_of_job,
+            generation=generation,
+            config=config,
+            now=now,
+        )
+
+    plan = planned()
+    if plan.create_job:
+        # The Job's pod mounts the output claim: the default one is made to exist first, or the run waits saying why.
+        store = ensure_default_claim(kube, namespace, output_uri(tj, namespace, config), config)
+        if store.problem:
+            observed.artifact_store_problem = store.problem
+            plan = planned()
+        plan.events[:0] = store.events
     if plan.create_job:
         labels = tj.metadata.get("labels") or {}
         try:

@@ -25,6 +25,9 @@ MAX_MESSAGE = 4096
 
 def write_message(path: Path, payload: dict[str, object]) -> None:
     text = json.dumps(payload, separators=(",", ":"))
+    if len(text.encode()) > MAX_MESSAGE and "features" in payload:
+        # Inferred features are a convenience copy of the artifact's metadata.json: dropped when too many to fit.
+        text = json.dumps({k: v for k, v in payload.items() if k != "features"}, separators=(",", ":"))
     if len(text.encode()) > MAX_MESSAGE:  # the kubelet truncates at 4 KiB; keep the JSON parseable instead
         text = json.dumps({"error": str(payload.get("error", "result too large"))[: MAX_MESSAGE - 64]})
     try:

@@ -69,7 +69,7 @@ def train(
 ) -> dict[str, Any]:
     started = time.time()
     loaded = data_mod.load(spec.dataset)
-    features = [(f.name, f.type) for f in spec.dataset.features]
+    features = loaded.features
     train_idx, test_idx = split(loaded.target, spec.task, spec.training.validation.split, seed)
     train_cols = {k: v[train_idx] for k, v in loaded.columns.items()}
     test_cols = {k: v[test_idx] for k, v in loaded.columns.items()}
@@ -78,7 +78,9 @@ def train(
     extra: dict[str, Any] = {}
     predictor: sklearn_model.SklearnPredictor | torch_model.TorchPredictor
     if spec.framework == "sklearn":
-        estimator = make_estimator(spec.training.estimator, spec.training.hyperparameters, allowed_estimators, seed)
+        estimator = make_estimator(
+            str(spec.training.estimator), spec.training.hyperparameters, allowed_estimators, seed
+        )
         pipeline = sklearn_model.build_pipeline(estimator, features)
         from modelfleet.artifact.tabular import as_matrix
 
@@ -112,6 +114,7 @@ def train(
         "framework": spec.framework,
         "task": spec.task,
         "features": [{"name": n, "type": k} for n, k in features],
+        "featuresInferred": loaded.inferred,
         "target": spec.dataset.target,
         "classes": classes,
         "dataset": {
@@ -151,4 +154,5 @@ def train(
         "rows": loaded.rows,
         "durationSeconds": round(time.time() - started, 3),
         "driftReference": reference_summary(profile),
+        **({"features": metadata["features"]} if loaded.inferred else {}),
     }

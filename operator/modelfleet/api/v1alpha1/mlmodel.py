@@ -9,13 +9,13 @@ from pydantic import Field
 from modelfleet.api.v1alpha1.common import ApiModel, Conditions, Duration, Name, Quantity, Timestamp, cel
 from modelfleet.api.v1alpha1.shared import (
     TRAINING_RULES,
-    Dataset,
     DriftReference,
-    Framework,
+    Feature,
+    GpuResource,
+    Placement,
     Statistic,
     StorageUri,
-    Task,
-    Training,
+    TrainingSpec,
 )
 
 RiskClass = Literal["minimal", "limited", "high"]
@@ -42,7 +42,9 @@ class ServingResources(ApiModel):
     memory: Quantity = "1Gi"
     """Memory request and limit of a serving pod."""
     gpu: int = Field(default=0, ge=0, le=8)
-    """Whole GPUs per serving pod."""
+    """Whole GPUs per serving pod, requested as a limit of gpuResource."""
+    gpu_resource: GpuResource = "nvidia.com/gpu"
+    """Extended resource name of the GPU (nvidia.com/gpu, amd.com/gpu, or a MIG profile)."""
 
 
 DEFAULT_DRIFT_STATISTICS: tuple[Statistic, ...] = ("psi", "ks")
@@ -79,7 +81,7 @@ class DriftMonitoring(ApiModel):
     reference rows a bin), and the count is rounded down to a divisor of the profile's 40 quantile bins."""
 
 
-class Serving(ApiModel):
+class Serving(Placement):
     """How the promoted version is served."""
 
     min_replicas: int = Field(default=1, ge=0, le=100)
@@ -120,21 +122,13 @@ class Artifacts(ApiModel):
     """Base location of the versions, e.g. pvc://model-store/fraud (defaults to the operator's setting)."""
 
 
-class MLModelSpec(ApiModel):
+class MLModelSpec(TrainingSpec):
     """The desired state of a model."""
 
     owner: Owner
     """Who owns the model."""
     risk_class: RiskClass = "minimal"
     """EU AI Act risk class: minimal, limited or high. High means every new version waits for approval."""
-    framework: Framework
-    """sklearn or pytorch."""
-    task: Task
-    """classification or regression."""
-    dataset: Dataset
-    """The training data."""
-    training: Training
-    """How to train."""
     serving: Serving = Field(default_factory=Serving)
     """How to serve the promoted version."""
     artifacts: Artifacts | None = None
@@ -186,6 +180,8 @@ class ModelVersion(ApiModel):
     """When training finished."""
     drift_reference: DriftReference | None = None
     """The drift reference its training data provides (too small a reference: no built-in drift checks)."""
+    features: list[Feature] | None = Field(default=None, max_length=512)
+    """The input columns read from the data, when dataset.features was omitted (the v2 inputs, in order)."""
 
 
 class DriftSummary(ApiModel):

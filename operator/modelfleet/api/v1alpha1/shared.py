@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema, model_validator
 
 from modelfleet.api.v1alpha1.common import ApiModel, Duration, HyperValue, Quantity, cel
 
@@ -64,14 +64,22 @@ class Dataset(ApiModel):
     """File format."""
     target: str = Field(min_length=1, max_length=128)
     """The column to predict."""
-    features: list[Feature] = Field(
+    features: list[Feature] | None = Field(
+        default=None,
         min_length=1,
         max_length=512,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    """Input columns (at most 512, names unique)."""
+    """Input columns to train on (at most 512, names unique). Omitted: every column but the target, typed from the
+    data (numbers: numeric; text: categorical), recorded in the version's status and the artifact's metadata."""
     version: str = Field(default="1", min_length=1, max_length=64)
     """Version label of the data; changing it retrains the model on the data as it is now."""
+
+
+GpuResource = Annotated[
+    str, Field(max_length=128, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
+]
+"""An extended resource name such as nvidia.com/gpu."""
 
 
 class ComputeResources(ApiModel):
@@ -83,17 +91,13 @@ class ComputeResources(ApiModel):
     """Memory request and limit (e.g. 4Gi)."""
     gpu: int = Field(default=0, ge=0, le=64)
     """Whole GPUs, requested as a limit of gpuResource (extended resources are whole numbers)."""
-    gpu_resource: str = Field(
-        default="nvidia.com/gpu",
-        max_length=128,
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
-    )
+    gpu_resource: GpuResource = "nvidia.com/gpu"
     """Extended resource name of the GPU (nvidia.com/gpu, amd.com/gpu, or a MIG profile such as
     nvidia.com/mig-1g.10gb)."""
 
 
 class Toleration(ApiModel):
-    """A Kubernetes toleration for the training pods."""
+    """A Kubernetes toleration for the pods."""
 
     key: str | None = Field(default=None, max_length=253)
     """Taint key; empty with operator Exists tolerates every taint."""
@@ -107,6 +111,37 @@ class Toleration(ApiModel):
     """For NoExecute: how long the pod stays bound after the taint appears."""
 
 
+FreeForm = Annotated[dict[str, Any], WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True})]
+"""A block of a Kubernetes type passed on as written (the API server validates it when the operator applies it)."""
+
+
+class Affinity(ApiModel):
+    """The Pod spec's affinity (core/v1 Affinity), passed to the pods as written."""
+
+    node_affinity: FreeForm | None = None
+    """Node affinity rules (requiredDuringSchedulingIgnoredDuringExecution, preferred...)."""
+    pod_affinity: FreeForm | None = None
+    """Pod affinity rules."""
+    pod_anti_affinity: FreeForm | None = None
+    """Pod anti-affinity rules (e.g. spread replicas over nodes or zones)."""
+
+
+class Placement(ApiModel):
+    """Where the pods may run: the Pod spec's placement fields."""
+
+    node_selector: Annotated[dict[str, Annotated[str, Field(max_length=63)]], Field(max_length=32)] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": 32}
+    )
+    """Node labels the pods must match."""
+    tolerations: list[Toleration] | None = Field(default=None, max_length=16)
+    """Tolerations of the pods. Omitted with GPUs requested: the GPU resource's taint (e.g. nvidia.com/gpu:NoSchedule)
+    is tolerated; given: exactly these (add the GPU taint's toleration yourself)."""
+    affinity: Affinity | None = None
+    """Node and pod affinity, as in a Pod spec."""
+    priority_class_name: str | None = Field(default=None, max_length=253)
+    """PriorityClass of the pods."""
+
+
 class Validation(ApiModel):
     """How a trained version is evaluated and when it may be promoted."""
 
@@ -118,26 +153,21 @@ class Validation(ApiModel):
     """A version scoring below this (above it, for rmse and mae) is recorded but never promoted."""
 
 
-class Training(ApiModel):
+class Training(Placement):
     """How to train the model."""
 
-    estimator: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-    """scikit-learn: an import path under the operator's allow-list (e.g.
-    sklearn.ensemble.RandomForestClassifier); pytorch: a built-in architecture (mlp)."""
+    estimator: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+    )
+    """scikit-learn: an import path under the operator's allow-list (e.g. sklearn.linear_model.LogisticRegression);
+    pytorch: a built-in architecture (mlp). Omitted: sklearn.ensemble.RandomForestClassifier or
+    RandomForestRegressor for the task (pytorch: mlp)."""
     hyperparameters: dict[str, HyperValue] = Field(
         default_factory=dict, max_length=64, json_schema_extra={"maxProperties": 64}
     )
     """Flat map of scalar hyperparameters passed to the estimator (unknown names fail the training)."""
     resources: ComputeResources = Field(default_factory=ComputeResources)
     """Compute for the training pod."""
-    node_selector: Annotated[dict[str, Annotated[str, Field(max_length=63)]], Field(max_length=32)] = Field(
-        default_factory=dict, json_schema_extra={"maxProperties": 32}
-    )
-    """Node labels the training pod must match."""
-    tolerations: list[Toleration] = Field(default_factory=list, max_length=16)
-    """Tolerations for the training pod (add the GPU taint's toleration for GPU nodes)."""
-    priority_class_name: str | None = Field(default=None, max_length=253)
-    """PriorityClass of the training pod."""
     queue_name: str | None = Field(default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     """Kueue LocalQueue; when set the Job is created suspended and Kueue admits it."""
     max_retries: int = Field(default=2, ge=0, le=10)
@@ -148,15 +178,47 @@ class Training(ApiModel):
     """Evaluation and promotion rules."""
 
 
+DEFAULT_ESTIMATORS = {
+    ("sklearn", "classification"): "sklearn.ensemble.RandomForestClassifier",
+    ("sklearn", "regression"): "sklearn.ensemble.RandomForestRegressor",
+    ("pytorch", "classification"): "mlp",
+    ("pytorch", "regression"): "mlp",
+}
+"""What trains when training.estimator is omitted: a random forest needs no scaling or tuning to be a sound first
+model on tabular data (pytorch has one architecture)."""
+
+
+class TrainingSpec(ApiModel):
+    """What MLModel and TrainingJob specs share: the framework, the task, the data and how to train."""
+
+    framework: Framework
+    """sklearn or pytorch."""
+    task: Task
+    """classification or regression."""
+    dataset: Dataset
+    """The training data."""
+    training: Training = Field(default_factory=Training)
+    """How to train (omitted: the default estimator for the framework and task, default resources)."""
+
+    @model_validator(mode="after")
+    def _default_estimator(self) -> TrainingSpec:
+        # Resolved here, once, so every reader (fingerprint, the trainer, the TrainingJob a model creates) sees the
+        # estimator that actually trains; the operator never writes it back into the spec (no GitOps drift).
+        if self.training.estimator is None:
+            self.training.estimator = DEFAULT_ESTIMATORS[(self.framework, self.task)]
+        return self
+
+
 # Cross-field rules shared by MLModel and TrainingJob specs (both have framework, task and training).
 TRAINING_RULES = [
     cel(
-        "self.framework != 'pytorch' || self.training.estimator in ['mlp']",
+        "self.framework != 'pytorch' || !has(self.training.estimator) || self.training.estimator in ['mlp']",
         "framework pytorch supports the built-in architecture: mlp",
         ".training.estimator",
     ),
     cel(
-        "self.framework != 'sklearn' || self.training.estimator.startsWith('sklearn.')",
+        "self.framework != 'sklearn' || !has(self.training.estimator) "
+        "|| self.training.estimator.startsWith('sklearn.')",
         "framework sklearn needs an estimator import path under sklearn.",
         ".training.estimator",
     ),

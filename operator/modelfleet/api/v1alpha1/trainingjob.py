@@ -9,12 +9,10 @@ from pydantic import Field
 from modelfleet.api.v1alpha1.common import ApiModel, Conditions, LocalObjectReference, Timestamp, cel
 from modelfleet.api.v1alpha1.shared import (
     TRAINING_RULES,
-    Dataset,
     DriftReference,
-    Framework,
+    Feature,
     StorageUri,
-    Task,
-    Training,
+    TrainingSpec,
 )
 
 TrainingReason = Literal["initial", "spec-change", "dataset", "drift", "manual"]
@@ -27,19 +25,11 @@ class Output(ApiModel):
     """Artifact location, e.g. pvc://model-store/fraud/v3."""
 
 
-class TrainingJobSpec(ApiModel):
+class TrainingJobSpec(TrainingSpec):
     """One training run."""
 
     model_ref: LocalObjectReference | None = None
     """The MLModel this run belongs to (optional: a TrainingJob can run on its own)."""
-    framework: Framework
-    """sklearn or pytorch."""
-    task: Task
-    """classification or regression."""
-    dataset: Dataset
-    """The training data."""
-    training: Training
-    """How to train."""
     output: Output | None = None
     """Where the artifact goes (default: derived from the operator's artifact storage)."""
     reason: TrainingReason = "manual"
@@ -76,6 +66,9 @@ class TrainingResult(ApiModel):
     """Wall time of the training."""
     drift_reference: DriftReference | None = None
     """The drift reference the run's profile provides."""
+    features: list[Feature] | None = Field(default=None, max_length=512)
+    """The input columns read from the data, when dataset.features was omitted (left out when too many for the
+    termination message; the artifact's metadata.json always lists them)."""
 
 
 class TrainingUtilization(ApiModel):
