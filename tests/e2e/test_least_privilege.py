@@ -1,6 +1,6 @@
 """Least privilege, proven: the operator runs as its ServiceAccount with exactly the chart's RBAC (a token for that
-account, not the admin certificate) through a full train -> serve cycle, and what the account may do is compared with
-a committed golden file (`kubectl auth can-i --list`)."""
+account, not the admin certificate) through a full train -> serve cycle on the default artifact store (which it
+creates), and what the account may do is compared with a committed golden file (`kubectl auth can-i --list`)."""
 
 from __future__ import annotations
 
@@ -67,18 +67,21 @@ def test_operator_trains_and_serves_with_only_the_charts_rbac(
     assert elsewhere.stdout.strip() == "no"
 
     data = claim(kube, namespace, "datasets")
-    claim(kube, namespace, "model-store")
     write("breast_cancer", data / "breast_cancer.csv")
     log = tmp_path / "operator.log"
     op = OperatorProcess(kubeconfig, log, "--namespace", namespace).start()
     try:
-        kube.apply(model_manifest("tumour"), namespace)
+        manifest = model_manifest("tumour")
+        del manifest["spec"]["artifacts"]  # the default store: the chart's Role must let the operator create it
+        kube.apply(manifest, namespace)
         model = wait_for(
             lambda: (m := kube.get("mlm", "tumour", namespace)) and has_condition(m, "Ready") and m,
             TRAIN_TIMEOUT,
             "the model to be trained and served by the least-privileged operator",
         )
         assert model["status"]["servingVersion"]["number"] == 1
+        assert model["status"]["servingVersion"]["artifactUri"].startswith("pvc://modelfleet-artifacts/")
+        assert kube.get("pvc", "modelfleet-artifacts", namespace)
         out = infer(
             serving_pod_ip(kube, namespace, "tumour", 1),
             "tumour",
