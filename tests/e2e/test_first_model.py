@@ -14,24 +14,17 @@ from tests.e2e.conftest import claim, dump, events
 from tests.e2e.test_serving import infer, serving_pod_ip
 from tests.e2e.test_training import TRAIN_TIMEOUT
 from tests.runtime.test_server import rows
+from tests.samples import sample
 from tests.support import Kube, OperatorProcess, condition, has_condition, wait_for
 
 DEFAULT_CLAIM = "modelfleet-artifacts"
 
 
 def shortest_model(name: str) -> dict[str, Any]:
-    """What the README's "your first model" shows, word for word."""
-    return {
-        "apiVersion": "modelfleet.io/v1alpha1",
-        "kind": "MLModel",
-        "metadata": {"name": name},
-        "spec": {
-            "owner": {"team": "newcomers"},
-            "framework": "sklearn",
-            "task": "classification",
-            "dataset": {"uri": "pvc://datasets/breast_cancer.csv", "target": "target"},
-        },
-    }
+    """The sample manifests/samples/shortest-model.yaml, which the README's "Your first model" shows."""
+    doc = sample("MLModel", "first")
+    doc["metadata"]["name"] = name
+    return doc
 
 
 def v2_metadata(ip: str, name: str) -> dict[str, Any]:

@@ -258,19 +258,9 @@ def test_a_trainingjob_spec_is_immutable(kube: Kube, crds: Path, namespace: str)
 def test_the_shortest_model_is_accepted_and_stored_with_the_schemas_defaults(
     kube: Kube, crds: Path, namespace: str
 ) -> None:
-    shortest = {
-        "apiVersion": "modelfleet.io/v1alpha1",
-        "kind": "MLModel",
-        "metadata": {"name": "shortest"},
-        "spec": {
-            "owner": {"team": "newcomers"},
-            "framework": "sklearn",
-            "task": "classification",
-            "dataset": {"uri": "pvc://datasets/data.csv", "target": "label"},
-        },
-    }
+    shortest = sample("MLModel", "first")  # manifests/samples/shortest-model.yaml, as the README shows it
     kube.apply(shortest, namespace)
-    stored = kube.get("mlm", "shortest", namespace)
+    stored = kube.get("mlm", "first", namespace)
     assert stored and "features" not in stored["spec"]["dataset"] and "estimator" not in stored["spec"]["training"]
     assert stored["spec"]["training"]["resources"]["cpu"] == "1" and stored["spec"]["serving"]["minReplicas"] == 1
 

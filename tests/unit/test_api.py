@@ -115,3 +115,18 @@ def test_generated_files_are_stable() -> None:
         "modelfleet.io_trainingjobs.yaml",
         "modelfleet.io_driftpolicies.yaml",
     }
+
+
+def test_the_readmes_first_model_is_the_shortest_sample() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from tests.samples import sample
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Your first model") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    assert yaml.safe_load(block.group(1)) == sample("MLModel", "first")
