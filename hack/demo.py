@@ -121,7 +121,6 @@ def main() -> int:
         env={
             **os.environ,
             "KUBECONFIG": str(cluster.kubeconfig),
-            "MODELFLEET_POLL_SECONDS": "1",
             "MODELFLEET_ACTIVITY_SECONDS": "5",
             "MODELFLEET_PROMETHEUS_URL": prometheus.url,
         },

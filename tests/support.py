@@ -110,7 +110,7 @@ class OperatorProcess:
         import os
         import sys
 
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MODELFLEET_POLL_SECONDS": "1", **self.env}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [

@@ -50,6 +50,11 @@ def _operator(args: argparse.Namespace) -> int:
 
     return run(
         namespaces=tuple(args.namespace or ()),
+        overrides={
+            k: v
+            for k, v in (("api_qps", args.api_qps), ("api_burst", args.api_burst), ("workers", args.workers))
+            if v is not None
+        },
         metrics_port=args.metrics_port,
         health_port=args.health_port,
         json_logs=args.log_format == "json",
@@ -93,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--namespace", action="append", help="watch only this namespace (repeatable; default: all)")
     op.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off)")
     op.add_argument("--health-port", type=int, default=8081, help="liveness endpoint port, /healthz (0: off)")
+    op.add_argument(
+        "--api-qps",
+        type=float,
+        help="Kubernetes API requests per second after the burst (default: $MODELFLEET_API_QPS, 50)",
+    )
+    op.add_argument("--api-burst", type=int, help="requests allowed at once (default: $MODELFLEET_API_BURST, 100)")
+    op.add_argument("--workers", type=int, help="reconcile passes run at once (default: $MODELFLEET_WORKERS, 8)")
     op.add_argument("--log-format", choices=["plain", "json"], default="plain")
     op.add_argument("--verbose", action="store_true")
     op.set_defaults(func=_operator)

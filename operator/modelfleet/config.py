@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -45,6 +46,29 @@ def _seconds(name: str, default: float) -> float:
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
     return value
+
+
+def _rate(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of requests per second") from None
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a positive number of requests per second")
+    return value
+
+
+def _count(name: str, default: int) -> int:
+    """A whole number of at least 1 from the environment variable `name`, or the default when it is unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name}={raw!r} must be a whole number of at least 1")
+    return int(raw)
 
 
 ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod")
@@ -103,12 +127,34 @@ class OperatorConfig:
     """A training pod unschedulable (or unable to pull its image) this long fails the TrainingJob."""
     pvc_mount_root: str = "/mnt/pvc"
     """Where training and serving pods mount the claims named by pvc:// URIs."""
-    poll_seconds: float = 3.0
-    """How often running TrainingJobs and MLModels are reconciled by level (timers)."""
+    resync_seconds: float = 600.0
+    """The slow safety-net pass every object gets when nothing happened to it (jittered by 10 % per object); every
+    other pass follows a watch event or a due time."""
+    debounce_seconds: float = 0.1
+    """How long a key waits after a watch event, so that a burst of events (a pod starting) costs one pass."""
+    workers: int = 8
+    """Reconcile passes run at once (worker threads)."""
+    api_qps: float = 50.0
+    """Kubernetes API requests per second once the burst is spent (client-go's --kube-api-qps)."""
+    api_burst: int = 100
+    """Requests allowed at once (client-go's --kube-api-burst)."""
+    stop_seconds: float = 10.0
+    """On SIGTERM, how long passes in flight may take before they are abandoned (below the chart's
+    terminationGracePeriodSeconds; an abandoned pass is idempotent and runs again after the restart)."""
     activity_seconds: float = 30.0
-    """How often a serving model's request activity and GPU use are read from Prometheus."""
+    """How often request activity and GPU use of serving models are read from Prometheus (per namespace)."""
     namespaces: tuple[str, ...] = field(default_factory=tuple)
     """Namespaces to watch; empty means the whole cluster."""
+
+    def with_changes(self, **changes: object) -> OperatorConfig:
+        """A copy with some fields replaced (command-line flags over the environment), checked like the rest."""
+        for name in ("api_qps",):
+            if name in changes and not float(changes[name]) > 0:  # type: ignore[arg-type]
+                raise ConfigError(f"--{name.replace('_', '-')}={changes[name]} must be positive")
+        for name in ("api_burst", "workers"):
+            if name in changes and int(changes[name]) < 1:  # type: ignore[call-overload]
+                raise ConfigError(f"--{name.replace('_', '-')}={changes[name]} must be at least 1")
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -126,7 +172,12 @@ class OperatorConfig:
             trainer_image=os.environ.get("MODELFLEET_TRAINER_IMAGE", cls.trainer_image),
             server_image=os.environ.get("MODELFLEET_SERVER_IMAGE", cls.server_image),
             stuck_pending_seconds=_seconds("MODELFLEET_STUCK_PENDING_SECONDS", cls.stuck_pending_seconds),
-            poll_seconds=_seconds("MODELFLEET_POLL_SECONDS", cls.poll_seconds),
+            resync_seconds=_seconds("MODELFLEET_RESYNC_SECONDS", cls.resync_seconds),
+            debounce_seconds=_seconds("MODELFLEET_DEBOUNCE_SECONDS", cls.debounce_seconds),
+            workers=_count("MODELFLEET_WORKERS", cls.workers),
+            api_qps=_rate("MODELFLEET_API_QPS", cls.api_qps),
+            api_burst=_count("MODELFLEET_API_BURST", cls.api_burst),
+            stop_seconds=_seconds("MODELFLEET_STOP_SECONDS", cls.stop_seconds),
             activity_seconds=_seconds("MODELFLEET_ACTIVITY_SECONDS", cls.activity_seconds),
             namespaces=_list("MODELFLEET_NAMESPACES", ()),
         )

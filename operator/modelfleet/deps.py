@@ -1,12 +1,16 @@
-"""What handlers hand to reconcilers: configuration and clients, built once at start-up and passed through memo."""
+"""What start-up hands to the controller: configuration and clients, built once and passed through Kopf's memo."""
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from kubernetes.client import ApiClient
+
+from modelfleet.clients.kube import Kube
+from modelfleet.clients.ports import PrometheusPort
+from modelfleet.clients.prometheus import Prometheus
 from modelfleet.config import OperatorConfig
 
 
@@ -17,13 +21,7 @@ def utcnow() -> datetime.datetime:
 @dataclass
 class Deps:
     config: OperatorConfig
-    api: Any  # kubernetes.client.ApiClient
-    kube: Any = None  # modelfleet.clients.kube.Kube over `api`
+    api: ApiClient
+    kube: Kube
     clock: Callable[[], datetime.datetime] = field(default=utcnow)
-    prometheus_for: Callable[[str], Any] = field(default=lambda url: _prometheus(url))
-
-
-def _prometheus(url: str) -> Any:
-    from modelfleet.clients.prometheus import Prometheus
-
-    return Prometheus(url)
+    prometheus_for: Callable[[str], PrometheusPort] = field(default=lambda url: Prometheus(url))

@@ -11,6 +11,16 @@ RECONCILE_TOTAL = Counter(
     "Reconciliations by kind and result (success, invalid, retry, error).",
     ["kind", "result"],
 )
+API_REQUESTS = Counter(
+    "modelfleet_api_requests_total",
+    "Requests the operator's Kubernetes client sent, by verb, resource and HTTP code (watches are Kopf's, not here).",
+    ["verb", "resource", "code"],
+)
+WORKQUEUE_DEPTH = Gauge("modelfleet_workqueue_depth", "Keys waiting in the reconcile queue (due now or later).")
+WORKQUEUE_RETRIES = Counter(
+    "modelfleet_workqueue_retries_total", "Passes scheduled again after an error, by kind and cause.", ["kind", "cause"]
+)
+CACHE_OBJECTS = Gauge("modelfleet_cache_objects", "Objects kept in the watch-fed cache, by kind.", ["kind"])
 RECONCILE_SECONDS = Histogram(
     "modelfleet_reconcile_seconds",
     "Time spent in one reconciliation.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
@@ -46,16 +47,18 @@ def _serve_metrics(port: int) -> None:
         raise StartupError(f"--metrics-port: port {port} is in use or cannot be bound ({e.strerror})") from e
 
 
-def prepare(namespaces: tuple[str, ...], metrics_port: int, health_port: int) -> Deps:
+def prepare(
+    namespaces: tuple[str, ...], metrics_port: int, health_port: int, overrides: dict[str, Any] | None = None
+) -> Deps:
     """Everything the operator needs, checked; raises StartupError naming the first problem."""
     try:
         config = OperatorConfig.from_env()
+        changes = {**(overrides or {}), **({"namespaces": namespaces} if namespaces else {})}
+        config = config.with_changes(**changes) if changes else config
     except ConfigError as e:
         raise StartupError(str(e)) from e
-    if namespaces:
-        config = OperatorConfig(**{**config.__dict__, "namespaces": namespaces})
     try:
-        api = api_client()
+        api = api_client(qps=config.api_qps, burst=config.api_burst)
     except (ConfigException, OSError, ValueError, TypeError) as e:
         raise StartupError(f"cannot load Kubernetes credentials (in-cluster or $KUBECONFIG): {e}") from e
     host = api.configuration.host
@@ -79,9 +82,17 @@ def prepare(namespaces: tuple[str, ...], metrics_port: int, health_port: int) ->
     return Deps(config=config, api=api, kube=Kube(api))
 
 
-def run(*, namespaces: tuple[str, ...], metrics_port: int, health_port: int, json_logs: bool, verbose: bool) -> int:
+def run(
+    *,
+    namespaces: tuple[str, ...],
+    metrics_port: int,
+    health_port: int,
+    json_logs: bool,
+    verbose: bool,
+    overrides: dict[str, Any] | None = None,
+) -> int:
     try:
-        deps = prepare(namespaces, metrics_port, health_port)
+        deps = prepare(namespaces, metrics_port, health_port, overrides)
     except StartupError as e:
         print(f"modelfleet operator: {e}", file=sys.stderr)
         return EXIT_START_FAILED

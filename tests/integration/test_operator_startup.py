@@ -79,7 +79,7 @@ def test_an_unreachable_api_server_exits(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("MODELFLEET_POLL_SECONDS", "soon"), ("MODELFLEET_STUCK_PENDING_SECONDS", "-5")],
+    [("MODELFLEET_RESYNC_SECONDS", "soon"), ("MODELFLEET_STUCK_PENDING_SECONDS", "-5")],
 )
 def test_a_bad_config_value_exits_naming_the_variable(kubeconfig: Path, variable: str, value: str) -> None:
     code, stderr, _ = operator({"KUBECONFIG": str(kubeconfig), variable: value}, "--metrics-port=0", "--health-port=0")

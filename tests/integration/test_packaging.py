@@ -73,7 +73,8 @@ def test_chart_lints_strictly_and_renders(values: list[str]) -> None:
     ("values", "message"),
     [
         (["--set", "watchNamespaces={Bad_Namespace}"], "/watchNamespaces/0': 'Bad_Namespace' does not match"),
-        (["--set", "pollSeconds=0"], "/pollSeconds': minimum: got 0, want 1"),
+        (["--set", "reconcile.workers=0"], "/reconcile/workers': minimum: got 0, want 1"),
+        (["--set", "reconcile.stopSeconds=60"], "/reconcile/stopSeconds': maximum: got 60, want 25"),
         (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy': value must be one of"),
         (["--set", "replicas=2"], "additional properties 'replicas' not allowed"),
         (["--set", "prometheusUrl=prometheus:9090"], "/prometheusUrl'"),

@@ -11,7 +11,6 @@ from modelfleet.api.v1alpha1 import MLModel
 from modelfleet.api.v1alpha1.common import Condition
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import InvalidSpec
-from modelfleet.handlers.common import write_status_if_changed
 from modelfleet.reconcilers.common import parse
 from modelfleet.reconcilers.mlmodel import plan_mlmodel
 from modelfleet.status.conditions import get_condition, set_condition, summarize_ready
@@ -108,24 +107,19 @@ def test_semantic_errors_are_invalid_spec(changes: dict[str, object], message: s
 
 
 def test_status_patch_holds_only_what_changed() -> None:
-    class Patch:
-        def __init__(self) -> None:
-            self.status: dict[str, object] = {}
+    from modelfleet.controller.boundary import merge_patch
 
     current = {
         "observedGeneration": 1,
         "phase": "Pending",
         "conditions": [Condition(type="Ready", status="Unknown").wire()],
     }
-    patch = Patch()
-    assert not write_status_if_changed(patch, current, dict(current))  # type: ignore[arg-type]
-    assert patch.status == {}
-    assert write_status_if_changed(patch, current, {**current, "observedGeneration": 2})  # type: ignore[arg-type]
-    assert patch.status == {"observedGeneration": 2}
+    assert merge_patch(current, dict(current)) == {}
+    assert merge_patch(current, {**current, "observedGeneration": 2}) == {"observedGeneration": 2}
 
 
 def test_status_patch_removes_nested_fields_that_went_away() -> None:
-    from modelfleet.handlers.common import merge_patch
+    from modelfleet.controller.boundary import merge_patch
 
     current = {"utilization": {"scaledToZeroTime": "t", "requestRate": 0.0, "gpuHours": 1.0}, "phase": "Serving"}
     desired = {"utilization": {"requestRate": 2.5, "gpuHours": 1.0}, "phase": "Serving"}

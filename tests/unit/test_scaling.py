@@ -60,9 +60,11 @@ def gpu_policy(action: str, idle: str = "True") -> dict[str, Any]:
 
 def test_idle_for_idle_after_scales_to_zero_and_says_how_to_scale_up() -> None:
     m = serving_model()
-    assert decide(m, T0, seen(T0 - 10 * datetime.timedelta(minutes=1)))[0] is None
-    pinned, events = decide(m, T0, seen(T0 - 31 * datetime.timedelta(minutes=1)))
-    assert pinned == 0 and m.status.utilization and m.status.utilization.scaled_to_zero_time == "2026-11-02T12:00:00Z"
+    last = T0 - 10 * datetime.timedelta(minutes=1)
+    assert decide(m, T0, seen(last))[0] is None
+    # The same reading 21 minutes later (no request since): idle for 31 minutes, past idleAfter 30m.
+    pinned, events = decide(m, T0 + 21 * datetime.timedelta(minutes=1), seen(last))
+    assert pinned == 0 and m.status.utilization and m.status.utilization.scaled_to_zero_time == "2026-11-02T12:21:00Z"
     assert (
         events[0].reason == "ScaledToZero" and "kubectl annotate mlm fraud modelfleet.io/scale-up=" in events[0].message
     )

@@ -6,7 +6,6 @@ import hashlib
 import json
 from typing import Any
 
-from modelfleet.api.v1alpha1 import API_VERSION
 from modelfleet.api.v1alpha1.mlmodel import MLModelSpec, ModelVersion
 from modelfleet.builders.training import (
     LABEL_MODEL,
@@ -18,6 +17,7 @@ from modelfleet.builders.training import (
     restricted_security,
 )
 from modelfleet.config import OperatorConfig
+from modelfleet.vocabulary import owner_reference
 
 SERVER_CONTAINER = "server"
 SERVER_PORT = 8080
@@ -45,16 +45,7 @@ def selector(name: str) -> dict[str, str]:
 
 
 def owner(name: str, uid: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "apiVersion": API_VERSION,
-            "kind": "MLModel",
-            "name": name,
-            "uid": uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-    ]
+    return [owner_reference("MLModel", name, uid)]
 
 
 def endpoint(name: str, namespace: str) -> str:

@@ -7,18 +7,23 @@ import json
 import urllib.parse
 from typing import Any
 
-from modelfleet.api.v1alpha1 import API_VERSION, parse_duration
+from modelfleet.api.v1alpha1 import parse_duration
 from modelfleet.api.v1alpha1.shared import Dataset, Placement, Training
 from modelfleet.api.v1alpha1.trainingjob import TrainingJobSpec
 from modelfleet.config import OperatorConfig
+from modelfleet.vocabulary import (
+    LABEL_FINGERPRINT,
+    LABEL_MODEL,
+    LABEL_TEAM,
+    LABEL_TRAININGJOB,
+    LABEL_VERSION,
+    owner_reference,
+)
+
+__all__ = ["LABEL_FINGERPRINT", "LABEL_MODEL", "LABEL_TEAM", "LABEL_TRAININGJOB", "LABEL_VERSION"]
 
 TRAINER_CONTAINER = "trainer"
 INVALID_INPUT_EXIT_CODE = 2  # the trainer's exit code for bad data or spec: retrying cannot help
-LABEL_MODEL = "modelfleet.io/model"
-LABEL_VERSION = "modelfleet.io/version"
-LABEL_TEAM = "modelfleet.io/team"
-LABEL_TRAININGJOB = "modelfleet.io/trainingjob"
-LABEL_FINGERPRINT = "modelfleet.io/fingerprint"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RUNTIME_UID = 65532
 
@@ -232,16 +237,7 @@ def desired_training_job(
             "name": job_name(name, fingerprint),
             "namespace": namespace,
             "labels": metadata_labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "TrainingJob",
-                    "name": name,
-                    "uid": uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner_reference("TrainingJob", name, uid)],
         },
         "spec": job_spec,
     }

@@ -1,10 +1,14 @@
-"""The Kubernetes client, created once per process."""
+"""The Kubernetes client, created once per process: every request it makes is rate limited (client-go's `--kube-api-qps`
+and `--kube-api-burst`) and counted in `modelfleet_api_requests_total`."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
+import re
+import socket
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +19,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from modelfleet.api.v1alpha1 import GROUP, VERSION
+from modelfleet.clients.ratelimit import TokenBucket
+from modelfleet.metrics import API_REQUESTS
 
 OUR_PLURALS = ("mlmodels", "trainingjobs", "driftpolicies")
 log = logging.getLogger(__name__)
@@ -32,8 +38,46 @@ def _field(obj: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-def api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """In-cluster credentials when running in a pod, the kubeconfig ($KUBECONFIG or `kubeconfig`) otherwise."""
+_RESOURCE = re.compile(r"^/apis?/(?:[^/]+/)?v[^/]+/(?:namespaces/[^/]+/)?([^/?]+)(?:/[^/?]+)?(/status)?")
+
+
+def resource_of(url: str) -> str:
+    """The resource a request is about, for the request counter: `pods`, `mlmodels/status`, `namespaces`."""
+    path = urllib.parse.urlparse(url).path
+    match = _RESOURCE.match(path)
+    if not match:
+        return "other"
+    return match.group(1) + (match.group(2) or "")
+
+
+def _limited(api: client.ApiClient, limiter: TokenBucket | None) -> client.ApiClient:
+    """Every request of `api` waits for the limiter (on the calling thread, never the event loop) and is counted."""
+    rest = api.rest_client
+    request = rest.request
+
+    def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if limiter is not None:
+            limiter.acquire()
+        code = "error"
+        try:
+            response = request(method, url, *args, **kwargs)
+            code = str(getattr(response, "status", "") or "")
+            return response
+        except ApiException as e:
+            code = str(e.status)
+            raise
+        finally:
+            API_REQUESTS.labels(method, resource_of(url), code).inc()
+
+    rest.request = counted
+    return api
+
+
+def api_client(
+    kubeconfig: str | None = None, *, qps: float | None = None, burst: int | None = None
+) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, the kubeconfig ($KUBECONFIG or `kubeconfig`) otherwise. With
+    `qps`, requests beyond `burst` in a row are spaced to `qps` per second."""
     cfg = client.Configuration()
     if kubeconfig is None:
         kubeconfig = os.environ.get("KUBECONFIG")
@@ -41,7 +85,9 @@ def api_client(kubeconfig: str | None = None) -> client.ApiClient:
         config.load_incluster_config(client_configuration=cfg)
     except ConfigException:
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-    return client.ApiClient(cfg)
+    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 4, 16)  # one per worker thread
+    limiter = TokenBucket(qps, burst or max(1, int(qps))) if qps else None
+    return _limited(client.ApiClient(cfg), limiter)
 
 
 def missing_crds(
@@ -135,15 +181,113 @@ class Kube:
     def get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         return self._get(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
 
-    def create_custom(self, namespace: str, plural: str, body: dict[str, Any]) -> bool:
-        """Creates the object; False when one of that name already exists (deterministic names make it ours)."""
+    def create_custom(self, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Creates the object and returns it; None when one of that name already exists (deterministic names make it
+        ours)."""
         try:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+            resp = self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, body, _preload_content=False
+            )
         except ApiException as e:
             if e.status == 409:
-                return False
+                return None
             raise
-        return True
+        return self._json(resp)
+
+    def list_all(
+        self, plural: str, namespace: str | None = None, *, selector: str | None = None, page: int = 500
+    ) -> list[dict[str, Any]]:
+        """Every object of one of our kinds, or of pods, jobs and deployments (by label selector), in pages."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": page, "_preload_content": False}
+            if token:
+                kwargs["_continue"] = token
+            if selector:
+                kwargs["label_selector"] = selector
+            resp = self._json(self._lister(plural, namespace)(**kwargs))
+            items.extend(resp.get("items") or [])
+            token = (resp.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    def _lister(self, plural: str, namespace: str | None) -> Any:
+        apps = client.AppsV1Api(self.api)
+        if plural in OUR_PLURALS:
+            if namespace:
+                return lambda **kw: self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kw)
+            return lambda **kw: self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kw)
+        namespaced, everywhere = {
+            "pods": (self.core.list_namespaced_pod, self.core.list_pod_for_all_namespaces),
+            "jobs": (self.batch.list_namespaced_job, self.batch.list_job_for_all_namespaces),
+            "deployments": (apps.list_namespaced_deployment, apps.list_deployment_for_all_namespaces),
+        }[plural]
+        if namespace:
+            return lambda **kw: namespaced(namespace, **kw)
+        return everywhere
+
+    def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
+    ) -> dict[str, Any]:
+        """A JSON merge patch of the status subresource, refused with 409 when the object changed since
+        `resource_version` (the pass then runs again on the newer object). Returns the object written."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        resp = self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            body,
+            _content_type="application/merge-patch+json",
+            _preload_content=False,
+        )
+        return self._json(resp)
+
+    def patch_metadata(self, plural: str, namespace: str, name: str, metadata: dict[str, Any]) -> None:
+        """A JSON merge patch of an object's metadata (finalizers, annotations)."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"metadata": metadata},
+            _content_type="application/merge-patch+json",
+            _preload_content=False,
+        )
+
+    def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """One core/v1 Event about `involved` (a raw object with apiVersion and kind), from this operator."""
+        meta = involved["metadata"]
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.core.create_namespaced_event(
+            meta["namespace"],
+            {
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                "involvedObject": {
+                    "apiVersion": involved.get("apiVersion"),
+                    "kind": involved.get("kind"),
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta.get("uid"),
+                    "resourceVersion": meta.get("resourceVersion"),
+                },
+                "type": type_,
+                "reason": reason,
+                "message": message[:1024],
+                "source": {"component": self.FIELD_MANAGER},
+                "reportingComponent": self.FIELD_MANAGER,
+                "reportingInstance": socket.gethostname()[:128],
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            },
+            _preload_content=False,
+        )
 
     def artifact_exists(self, namespace: str, uri: str) -> bool | None:
         """Whether an artifact directory (with its digest file) is at `uri`: True/False when this process can look
@@ -202,17 +346,20 @@ class Kube:
             ),
         }
 
-    def apply(self, obj: dict[str, Any]) -> None:
+    def apply(self, obj: dict[str, Any]) -> str | None:
+        """Server-side apply; returns the resourceVersion the object has now."""
         patch, _ = self._appliers()[obj["kind"]]
         meta = obj["metadata"]
-        patch(
+        resp = patch(
             meta["name"],
             meta["namespace"],
             obj,
             field_manager=self.FIELD_MANAGER,
             force=True,
             _content_type="application/apply-patch+yaml",
+            _preload_content=False,
         )
+        return str(self._json(resp).get("metadata", {}).get("resourceVersion") or "") or None
 
     def delete_if_exists(self, kind: str, namespace: str, name: str) -> None:
         _, delete = self._appliers()[kind]

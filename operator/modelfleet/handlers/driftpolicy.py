@@ -1,17 +1,16 @@
-"""DriftPolicy handlers: create, spec update and operator restart evaluate at once; a timer evaluates whenever the
-policy's interval (or its back-off) has passed. The decision is the reconciler's; this layer counts outcomes."""
+"""DriftPolicy: a new spec (and the operator's start) evaluates at once; after each evaluation the policy is due again
+when its interval (or its back-off) has passed, as a due time in the reconcile queue, not a timer. The decision is
+the reconciler's; this layer counts outcomes once the status has landed."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-import kopf
-
-from modelfleet.api.v1alpha1 import GROUP, VERSION, DriftPolicy
+from modelfleet.api.v1alpha1 import DriftPolicy
 from modelfleet.api.v1alpha1.common import Condition
-from modelfleet.config import OperatorConfig
-from modelfleet.handlers.common import is_invalid_for_this_generation, run_reconcile
+from modelfleet.controller.boundary import PassDeps
+from modelfleet.handlers.common import object_key
 from modelfleet.metrics import (
     BUDGET_EXHAUSTED,
     DRIFT_BREACHES,
@@ -22,11 +21,11 @@ from modelfleet.metrics import (
     RETRAINS_TRIGGERED,
     ObjectSeries,
 )
-from modelfleet.reconcilers.driftpolicy import initial_status, reconcile_driftpolicy
+from modelfleet.reconcilers.driftpolicy import initial_status, reconcile_driftpolicy, seconds_until_due
 from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.status.conditions import TRUE, get_condition
+from modelfleet.vocabulary import Key
 
-POLL_SECONDS = OperatorConfig.from_env().poll_seconds
 # The gauges that follow a policy's conditions, by (namespace, policy, model); alerts fire on them.
 _CONDITION_GAUGES = ((DRIFT_DETECTED, "DriftDetected"), (BUDGET_EXHAUSTED, "BudgetExhausted"), (GPU_IDLE, "GpuIdle"))
 _SERIES = ObjectSeries(*(gauge for gauge, _ in _CONDITION_GAUGES))
@@ -46,42 +45,32 @@ def export_gauges(labels: tuple[str, str, str], conditions: Iterable[Condition])
             gauge.labels(*labels).set(1 if condition.status == TRUE else 0)
 
 
-def _reconcile(obj: DriftPolicy, generation: int | None, deps: Any, now: Any) -> Outcome:
+def _count(obj: DriftPolicy, outcome: str, conditions: Iterable[Condition]) -> None:
+    labels = (str(obj.metadata.get("namespace", "")), obj.spec.model_ref.name)
+    result = outcome.split("-")[0] if outcome.startswith("suppressed") else outcome
+    DRIFT_EVALUATIONS.labels(*labels, result).inc()
+    if outcome in ("retrain", "alert") or outcome.startswith("suppressed"):
+        DRIFT_BREACHES.labels(*labels).inc()
+    if outcome == "retrain":
+        RETRAINS_TRIGGERED.labels(*labels).inc()
+    elif outcome.startswith("suppressed-"):
+        RETRAINS_SUPPRESSED.labels(*labels, outcome.removeprefix("suppressed-")).inc()
+    elif outcome == "unavailable":
+        RETRAINS_SUPPRESSED.labels(*labels, "prometheus-unavailable").inc()
+    export_gauges((labels[0], str(obj.metadata.get("name", "")), labels[1]), conditions)
+
+
+def reconcile(obj: DriftPolicy, generation: int | None, deps: PassDeps, now: Any) -> Outcome:
     if not obj.status.conditions:
         obj.status = initial_status(obj, generation, now)
     plan, _ = reconcile_driftpolicy(obj, generation, deps.kube, deps.config, now, deps.prometheus_for)
+    events = [Event(*e, action=e[1] == "RetrainTriggered") for e in plan.events]
+    outcome = Outcome(plan.status, events, requeue_after=seconds_until_due(obj.spec, plan.status, now))
     if plan.outcome != "not-due":
-        labels = (str(obj.metadata.get("namespace", "")), obj.spec.model_ref.name)
-        result = plan.outcome.split("-")[0] if plan.outcome.startswith("suppressed") else plan.outcome
-        DRIFT_EVALUATIONS.labels(*labels, result).inc()
-        if plan.outcome in ("retrain", "alert") or plan.outcome.startswith("suppressed"):
-            DRIFT_BREACHES.labels(*labels).inc()
-        if plan.outcome == "retrain":
-            RETRAINS_TRIGGERED.labels(*labels).inc()
-        elif plan.outcome.startswith("suppressed-"):
-            RETRAINS_SUPPRESSED.labels(*labels, plan.outcome.removeprefix("suppressed-")).inc()
-        elif plan.outcome == "unavailable":
-            RETRAINS_SUPPRESSED.labels(*labels, "prometheus-unavailable").inc()
-        export_gauges((labels[0], str(obj.metadata.get("name", "")), labels[1]), plan.status.conditions)
-    return Outcome(plan.status, [Event(*e) for e in plan.events])
+        outcome.on_landed.append(lambda: _count(obj, plan.outcome, plan.status.conditions))
+    return outcome
 
 
-@kopf.on.resume(GROUP, VERSION, "driftpolicies")
-@kopf.on.create(GROUP, VERSION, "driftpolicies")
-@kopf.on.update(GROUP, VERSION, "driftpolicies", field="spec")
-def driftpolicy_reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    run_reconcile("DriftPolicy", DriftPolicy, _reconcile, body, patch, memo)
-
-
-@kopf.timer(GROUP, VERSION, "driftpolicies", interval=POLL_SECONDS, initial_delay=POLL_SECONDS)
-def driftpolicy_evaluate(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    if is_invalid_for_this_generation(body):
-        return
-    run_reconcile("DriftPolicy", DriftPolicy, _reconcile, body, patch, memo)
-
-
-@kopf.on.delete(GROUP, VERSION, "driftpolicies", optional=True)
-def driftpolicy_forget(body: kopf.Body, **_: Any) -> None:
-    """The policy's gauges leave /metrics with it (optional: never blocks deletion)."""
-    metadata = body.get("metadata", {})
-    forget_gauges((str(metadata.get("namespace", "")), str(metadata.get("name", ""))))
+def forget(key: Key) -> None:
+    """The policy's gauges leave /metrics with it."""
+    forget_gauges(object_key(key))

@@ -1,5 +1,6 @@
-"""Operator start-up: Kopf settings (the metrics endpoint and every fatal check come before Kopf starts: see
-operator_main)."""
+"""Operator start-up and shut-down: Kopf settings, the controller (cache, queue, workers) started before the watches
+deliver their first event, and stopped within MODELFLEET_STOP_SECONDS on SIGTERM (the metrics endpoint and every
+fatal check come before Kopf starts: see operator_main)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,49 @@ from typing import Any
 
 import kopf
 
-from modelfleet.api.v1alpha1 import GROUP
+from modelfleet.api.v1alpha1 import GROUP, DriftPolicy, MLModel, TrainingJob
+from modelfleet.controller.boundary import Kind
+from modelfleet.controller.controller import CHILD_SELECTOR, Controller
+from modelfleet.handlers import driftpolicy, mlmodel, trainingjob
+from modelfleet.handlers.watch import CHILD_KINDS, WATCHED
+
+KINDS = {
+    "MLModel": Kind("MLModel", "mlmodels", MLModel, mlmodel.reconcile),
+    "TrainingJob": Kind("TrainingJob", "trainingjobs", TrainingJob, trainingjob.reconcile),
+    "DriftPolicy": Kind("DriftPolicy", "driftpolicies", DriftPolicy, driftpolicy.reconcile, has_phase=False),
+}
+FORGET = {"MLModel": mlmodel.forget, "DriftPolicy": driftpolicy.forget}
 
 
 @kopf.on.startup()
-def operator_configure(
+async def operator_configure(
     settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
 ) -> None:
-    # Kopf's bookkeeping lives in annotations under our prefix: status schemas stay strict (nothing under status.kopf).
+    # Kopf's bookkeeping would live in annotations under our prefix; with watch handlers only, it writes none.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
-    # Handler log lines are not turned into Events; decisions are posted as Events explicitly.
-    settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 8
+    settings.posting.level = logging.WARNING  # decisions are posted as Events by the controller, not log lines
+    for kind in CHILD_KINDS:  # only the children we made, filtered by the API server
+        settings.watching.label_selectors[WATCHED[kind]] = CHILD_SELECTOR
+    deps = memo["deps"]
+    controller = Controller(
+        config=deps.config,
+        kube=deps.kube,
+        kinds=KINDS,
+        prometheus_for=deps.prometheus_for,
+        clock=deps.clock,
+        forget=FORGET,
+    )
+    memo["controller"] = controller
+    await controller.start()
     if memo.get("metrics_port"):  # bound before Kopf started (operator_main), so a taken port exits at once
         logger.info("metrics on :%s/metrics", memo["metrics_port"])
+
+
+@kopf.on.cleanup()
+async def operator_stop(memo: kopf.Memo, **_: Any) -> None:
+    controller = memo.get("controller")
+    if controller is not None:
+        await controller.stop(memo["deps"].config.stop_seconds)

@@ -165,17 +165,30 @@ class PolicyPlan:
     outcome: str = "not-due"  # for the operator's metrics: ok, unavailable, retrain, suppressed-<why>, alert
 
 
+def _wait(spec: Any, status: DriftPolicyStatus) -> float:
+    """Every `interval`; after failures every interval x 2^failures (at most 10 min)."""
+    wait = parse_duration(spec.interval)
+    failures = status.failed_evaluations or 0
+    if failures:
+        wait = min(MAX_BACKOFF_SECONDS, wait * 2 ** min(failures, 10))
+    return float(wait)
+
+
 def evaluation_due(policy: DriftPolicy, generation: int | None, now: datetime.datetime) -> bool:
-    """Due every `interval`; after failures every interval x 2^failures (at most 10 min); at once on a new spec."""
+    """Due when its wait has passed since the last evaluation; at once on a new spec."""
     status = policy.status
     last = parse_time(status.last_evaluation_time)
     if last is None or status.observed_generation != generation:
         return True
-    wait = parse_duration(policy.spec.interval)
-    failures = status.failed_evaluations or 0
-    if failures:
-        wait = min(MAX_BACKOFF_SECONDS, wait * 2 ** min(failures, 10))
-    return (now - last).total_seconds() >= wait
+    return (now - last).total_seconds() >= _wait(policy.spec, status)
+
+
+def seconds_until_due(spec: Any, status: DriftPolicyStatus, now: datetime.datetime) -> float:
+    """How long until the next evaluation (its due time in the reconcile queue)."""
+    last = parse_time(status.last_evaluation_time)
+    if last is None:
+        return 0.0
+    return max(0.5, _wait(spec, status) - (now - last).total_seconds())
 
 
 def _fmt(value: float | None) -> str:

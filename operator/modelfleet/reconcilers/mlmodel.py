@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelfleet.api.v1alpha1 import API_VERSION
@@ -16,17 +16,19 @@ from modelfleet.api.v1alpha1.shared import LOWER_IS_BETTER, Validation
 from modelfleet.api.v1alpha1.trainingjob import TrainingResult
 from modelfleet.builders.serving import DESIRED_HASH, desired_serving, endpoint
 from modelfleet.builders.training import LABEL_FINGERPRINT, LABEL_MODEL, LABEL_TEAM, LABEL_VERSION, training_fingerprint
+from modelfleet.clients.ports import Cluster
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import InvalidSpec
 from modelfleet.faults import crash_point
 from modelfleet.metrics import GPU_HOURS
 from modelfleet.reconcilers.common import check_training
 from modelfleet.reconcilers.outcome import Event, Outcome
-from modelfleet.reconcilers.scaling import SCALE_UP_ANNOTATION, pinned_replicas, record_activity
+from modelfleet.reconcilers.scaling import SCALE_UP_ANNOTATION, idle_deadline, pinned_replicas, record_activity
 from modelfleet.reconcilers.serving import choose_version, rollout_complete, rollout_failure
 from modelfleet.reconcilers.trainingjob import ARTIFACT_STORE_UNAVAILABLE
-from modelfleet.reconcilers.utilization import Activity, read_activity
-from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, parse_time
+from modelfleet.reconcilers.utilization import Activity
+from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition
+from modelfleet.vocabulary import condition, is_true, owner_reference
 
 READY_NEEDS = ("Trained", "Serving", "Approved")
 MAX_VERSIONS = 20
@@ -41,14 +43,6 @@ class ModelPlan:
     apply: list[dict[str, Any]] = field(default_factory=list)  # serving objects to (re-)apply
     events: list[Event] = field(default_factory=list)
     serving_gpu_seconds: float = 0.0  # observed this pass, for the cost counter
-
-
-def _cond(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
-    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == ctype), {})
-
-
-def _done(obj: dict[str, Any], ctype: str) -> bool:
-    return _cond(obj, ctype).get("status") == TRUE
 
 
 def _version_of(tj: dict[str, Any]) -> int:
@@ -103,16 +97,7 @@ def desired_model_trainingjob(
                 "app.kubernetes.io/part-of": "modelfleet",
                 "app.kubernetes.io/managed-by": "modelfleet-operator",
             },
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "MLModel",
-                    "name": name,
-                    "uid": str(model.metadata["uid"]),
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner_reference("MLModel", name, str(model.metadata["uid"]))],
         },
         "spec": {
             "modelRef": {"name": name},
@@ -224,7 +209,7 @@ def plan_serving(
 def mirror_drift(status: MLModelStatus, c: ConditionEditor, policies: Sequence[dict[str, Any]]) -> None:
     """The model's Drifted condition and status.drift, from the DriftPolicies that watch it (their status is the one
     source; the MLModel only mirrors it, so there is a single writer per object)."""
-    detected = [(p["metadata"]["name"], _cond(p, "DriftDetected")) for p in policies]
+    detected = [(p["metadata"]["name"], condition(p, "DriftDetected")) for p in policies]
     evaluated = [(name, d) for name, d in detected if d.get("status") in (TRUE, FALSE)]
     if not evaluated:
         c.set("Drifted", UNKNOWN, "NotEvaluated", "no DriftPolicy has evaluated this model")
@@ -282,7 +267,7 @@ def plan_mlmodel(
 
     for tj in tjs:
         tj_name, st = tj["metadata"]["name"], tj.get("status") or {}
-        if _done(tj, "Succeeded") and tj_name not in recorded and st.get("result"):
+        if is_true(tj, "Succeeded") and tj_name not in recorded and st.get("result"):
             result = TrainingResult.model_validate(st["result"])
             ok, why = promotion(result.metrics, spec.task, spec.training.validation)
             version = ModelVersion(
@@ -310,12 +295,12 @@ def plan_mlmodel(
                 plan.events.append(
                     Event("Warning", "NotPromoted", f"version {version.number} will not be served: {why}")
                 )
-        elif _done(tj, "Failed") and tj_name not in recorded and _version_of(tj) > reported_failure:
+        elif is_true(tj, "Failed") and tj_name not in recorded and _version_of(tj) > reported_failure:
             # One Event per failed run, newest last: a failure is reported only when it is newer than the one on
             # record, so two failed runs never take turns being "new" on every pass.
             status.last_failed_training_job = tj_name
             reported_failure = _version_of(tj)
-            failed = _cond(tj, "Failed")
+            failed = condition(tj, "Failed")
             keeps = f"; the model keeps version {versions[-1].number}" if versions else ""
             plan.events.append(
                 Event(
@@ -328,7 +313,7 @@ def plan_mlmodel(
     versions.sort(key=lambda v: v.number)
     status.versions = versions[-MAX_VERSIONS:]
     status.latest_version = status.versions[-1] if status.versions else None
-    active = [tj for tj in tjs if not (_done(tj, "Succeeded") or _done(tj, "Failed"))]
+    active = [tj for tj in tjs if not (is_true(tj, "Succeeded") or is_true(tj, "Failed"))]
     status.active_training_job = active[0]["metadata"]["name"] if active else None
     has_run = any(tj["metadata"].get("labels", {}).get(LABEL_FINGERPRINT) == fingerprint[:40] for tj in tjs) or any(
         v.fingerprint == fingerprint for v in status.versions
@@ -354,7 +339,7 @@ def plan_mlmodel(
         training_note = f"; training {status.active_training_job}" if status.active_training_job else ""
         c.set("Trained", TRUE, "Trained", f"version {latest.number} trained by {latest.training_job}{training_note}")
     elif status.active_training_job:
-        waiting = _cond(active[0], "Queued") if active else {}
+        waiting = condition(active[0], "Queued") if active else {}
         if waiting.get("status") == TRUE and waiting.get("reason") == ARTIFACT_STORE_UNAVAILABLE:
             c.set(
                 "Trained", FALSE, ARTIFACT_STORE_UNAVAILABLE, f"{status.active_training_job}: {waiting.get('message')}"
@@ -412,19 +397,16 @@ def plan_mlmodel(
     return plan
 
 
-def activity_due(model: MLModel, config: OperatorConfig, now: datetime.datetime) -> bool:
-    observed = parse_time((model.status.utilization or Utilization()).observed_time)
-    return observed is None or (now - observed).total_seconds() >= config.activity_seconds
-
-
 def reconcile_mlmodel(
     model: MLModel,
     generation: int | None,
-    kube: Any,
+    kube: Cluster,
     config: OperatorConfig,
     now: datetime.datetime,
-    prometheus_for: Any = None,
+    activity: Activity | None = None,
 ) -> Outcome:
+    """observe (the cluster port: the watch-fed cache in the operator) -> plan -> write the children. `activity` is
+    the model's latest reading from the namespace's Prometheus scan (None before the first)."""
     spec = model.spec
     name = str(model.metadata["name"])
     if len(name) > MAX_NAME:
@@ -442,11 +424,6 @@ def reconcile_mlmodel(
         deployment = kube.get_deployment(namespace, name)
         pods = kube.list_pods(namespace, f"{LABEL_MODEL}={name},app.kubernetes.io/component=serving")
     policies = kube.list_custom(namespace, "driftpolicies", fields={"spec.modelRef.name": name})
-    activity = None
-    if deployment is not None and prometheus_for is not None and activity_due(model, config, now):
-        urls = [((p.get("spec") or {}).get("prometheus") or {}).get("url") for p in policies]
-        url = next((u for u in urls if u), config.prometheus_url)
-        activity = read_activity(prometheus_for(url), namespace, name, gpu=spec.serving.resources.gpu > 0)
     plan = plan_mlmodel(
         model,
         owned,
@@ -457,13 +434,21 @@ def reconcile_mlmodel(
         deployment=deployment,
         serving_pods=pods,
         drift_policies=policies,
-        activity=activity,
+        activity=activity if deployment is not None else None,
     )
+    outcome = Outcome(plan.status, plan.events)
     if plan.serving_gpu_seconds:
-        GPU_HOURS.labels(namespace, name, "serving").inc(plan.serving_gpu_seconds / 3600.0)
+        added = plan.serving_gpu_seconds
+        outcome.on_landed.append(lambda: GPU_HOURS.labels(namespace, name, "serving").inc(added / 3600.0))
     if plan.create is not None:
-        kube.create_custom(namespace, "trainingjobs", plan.create)
+        created = kube.create_custom(namespace, "trainingjobs", plan.create)
         crash_point("after-trainingjob-create")
+        # Said only by the pass that created it; a pass that found it made already (a 409) says nothing.
+        outcome.events = [
+            replace(e, action=True) if e.reason == "TrainingRequested" else e
+            for e in outcome.events
+            if created is not None or e.reason != "TrainingRequested"
+        ]
     if plan.apply:
         kinds = {o["kind"] for o in plan.apply}
         for obj in plan.apply:
@@ -471,4 +456,7 @@ def reconcile_mlmodel(
         for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
             if kind not in kinds:  # no longer wanted (e.g. maxReplicas lowered)
                 kube.delete_if_exists(kind, namespace, name)
-    return Outcome(plan.status, plan.events)
+    deadline = idle_deadline(spec, plan.status, activity) if deployment is not None else None
+    if deadline is not None:  # scale to zero is due then, unless a request comes first
+        outcome.requeue_after = max(1.0, (deadline - now).total_seconds())
+    return outcome

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,6 +21,7 @@ from modelfleet.builders.training import (
     job_name,
     training_fingerprint,
 )
+from modelfleet.clients.ports import Cluster
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import InvalidSpec
 from modelfleet.faults import crash_point
@@ -33,6 +34,8 @@ from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, 
 
 TERMINAL = ("Succeeded", "Failed")
 ARTIFACT_STORE_UNAVAILABLE = "ArtifactStoreUnavailable"
+ARTIFACT_STORE_RETRY_SECONDS = 30.0
+STARTED = ("TrainingStarted", "JobRecreated", "ArtifactStoreCreated")
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError")
 
 
@@ -303,20 +306,28 @@ def plan_trainingjob(
     return plan
 
 
-def record_gpu_use(
-    tj: TrainingJob, before: TrainingJobStatus, after: TrainingJobStatus, config: OperatorConfig, prometheus_for: Any
-) -> None:
-    """When a run has just finished: the finished-runs counter, its GPU-hours (status and the cost counter) and its
-    average GPU utilisation."""
+def finished_counters(tj: TrainingJob, before: TrainingJobStatus, after: TrainingJobStatus) -> list[Any]:
+    """When a run has just finished: the finished-runs counter and its GPU-hours (counted once the status lands)."""
     if is_terminal(before) or not is_terminal(after):
-        return
+        return []
     namespace = str(tj.metadata.get("namespace", ""))
     model = tj.spec.model_ref.name if tj.spec.model_ref else ""
     result = "cachehit" if after.cached_from else ("succeeded" if after.result else "failed")
-    TRAININGJOBS_FINISHED.labels(namespace, model, result).inc()
-    if not after.gpu_seconds:
+    counters = [lambda: TRAININGJOBS_FINISHED.labels(namespace, model, result).inc()]
+    hours = (after.gpu_seconds or 0.0) / 3600.0
+    if hours:
+        counters.append(lambda: GPU_HOURS.labels(namespace, model, "training").inc(hours))
+    return counters
+
+
+def record_gpu_use(
+    tj: TrainingJob, before: TrainingJobStatus, after: TrainingJobStatus, config: OperatorConfig, prometheus_for: Any
+) -> None:
+    """When a run has just finished on GPUs: its GPU-hours and average GPU utilisation in the status (one PromQL
+    query, once per run)."""
+    if is_terminal(before) or not is_terminal(after) or not after.gpu_seconds:
         return
-    GPU_HOURS.labels(namespace, model, "training").inc(after.gpu_seconds / 3600.0)
+    namespace = str(tj.metadata.get("namespace", ""))
     after.utilization = TrainingUtilization(gpu_hours=round(after.gpu_seconds / 3600.0, 4))
     start, end = parse_time(after.start_time), parse_time(after.completion_time)
     if prometheus_for is not None and after.job_name and start and end:
@@ -325,15 +336,33 @@ def record_gpu_use(
         )
 
 
+def requeue_after(
+    plan: TrainingPlan, pods: Sequence[dict[str, Any]], config: OperatorConfig, now: datetime.datetime
+) -> float | None:
+    """When time alone changes this run's state: a pod stuck pending fails the run at stuck_pending_seconds, and a
+    refused artifact claim is asked for again. Everything else arrives as a watch event."""
+    if is_terminal(plan.status):
+        return None
+    queued = get_condition(plan.status.conditions, "Queued")
+    if queued is not None and queued.reason == ARTIFACT_STORE_UNAVAILABLE:
+        return ARTIFACT_STORE_RETRY_SECONDS
+    stuck = [s for p in pods if (p.get("status") or {}).get("phase") == "Pending" and (s := stuck_reason(p))]
+    since = [s[2] for s in stuck if s[2] is not None]
+    if since:
+        left = config.stuck_pending_seconds - (now - min(since)).total_seconds()
+        return max(1.0, left + 0.5)
+    return None
+
+
 def reconcile_trainingjob(
     tj: TrainingJob,
     generation: int | None,
-    kube: Any,
+    kube: Cluster,
     config: OperatorConfig,
     now: datetime.datetime,
     prometheus_for: Any = None,
 ) -> Outcome:
-    """observe -> plan -> apply."""
+    """observe (through the cluster port: the watch-fed cache in the operator) -> plan -> apply."""
     spec = tj.spec
     check_training(spec.framework, spec.training, spec.dataset, config)
     if is_terminal(tj.status):
@@ -358,7 +387,7 @@ def reconcile_trainingjob(
     # when the dataset URI and the spec are unchanged (the file behind the URI is what changed).
     if job is None and tj.status.job_name is None and spec.reason != "drift":
         cache = find_cache_source(
-            kube.list_custom(namespace, "trainingjobs"),
+            kube.list_custom(namespace, "trainingjobs", fields={"status.fingerprint": fingerprint}),
             fingerprint,
             name,
             lambda uri: kube.artifact_exists(namespace, uri),
@@ -401,7 +430,11 @@ def reconcile_trainingjob(
             raise InvalidSpec(str(e)) from e
         kube.apply(manifest)
         crash_point("after-job-create")  # fault-injection tests stop the operator here, before status is written
+        # Said by the pass that created the Job, whatever happens to the status patch after it.
+        plan.events = [replace(e, action=True) if e.reason in STARTED else e for e in plan.events]
     if plan.delete_job:
         kube.delete_job(namespace, name_of_job)
     record_gpu_use(tj, tj.status, plan.status, config, prometheus_for)
-    return Outcome(plan.status, plan.events)
+    outcome = Outcome(plan.status, plan.events, requeue_after(plan, pods, config, now))
+    outcome.on_landed = finished_counters(tj, tj.status, plan.status)
+    return outcome

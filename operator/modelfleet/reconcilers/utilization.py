@@ -47,13 +47,22 @@ def gpu_coverage_query(namespace: str, pod_regex: str, span: str, step: str) -> 
     return f"count_over_time((max({GPU_ACTIVE}{{{sel}}}) or max({GPU_UTIL}{{{sel}}}))[{span}:{step}])"
 
 
-def request_queries(namespace: str, model: str) -> dict[str, str]:
-    sel = f'namespace="{namespace}",model="{model}"'
+def namespace_queries(namespace: str) -> dict[str, str]:
+    """The request-activity queries of every model in a namespace, each answered per `model` label."""
+    sel = f'namespace="{namespace}"'
     return {
-        "scraped": f"count(modelfleet_server_model_info{{{sel}}})",
-        "rate": f"sum(rate(modelfleet_server_requests_total{{{sel}}}[5m]))",
-        "last": f"max(modelfleet_server_last_request_timestamp_seconds{{{sel}}})",
+        "scraped": f"count by (model) (modelfleet_server_model_info{{{sel}}})",
+        "rate": f"sum by (model) (rate(modelfleet_server_requests_total{{{sel}}}[5m]))",
+        "last": f"max by (model) (modelfleet_server_last_request_timestamp_seconds{{{sel}}})",
     }
+
+
+def namespace_gpu_query(namespace: str, span: str = "10m") -> str:
+    """Each serving pod's GPU utilisation in percent over `span` (profiling metric first, as gpu_percent_query)."""
+    sel = f'namespace="{namespace}"'
+    active = f"avg by (pod) (avg_over_time({GPU_ACTIVE}{{{sel}}}[{span}])) * 100"
+    util = f"avg by (pod) (avg_over_time({GPU_UTIL}{{{sel}}}[{span}]))"
+    return f"({active}) or ({util})"
 
 
 def _one(prometheus: Any, expr: str, at: datetime.datetime | None = None) -> float | None:
@@ -74,22 +83,59 @@ class Activity:
     error: str | None = None
 
 
-def read_activity(prometheus: Any, namespace: str, model: str, gpu: bool) -> Activity:
-    try:
-        q = request_queries(namespace, model)
-        scraped = (_one(prometheus, q["scraped"]) or 0) >= 1
-        if not scraped:
-            return Activity(False, error="Prometheus has no series of the model's server pods")
-        last = _one(prometheus, q["last"])
-        gpu_percent = _one(prometheus, gpu_percent_query(namespace, serving_pods(model), "10m")) if gpu else None
-        return Activity(
+RATE_CHANGE = 0.25  # a request rate that moved by a quarter (or to or from zero) is worth writing down
+GPU_CHANGE = 5.0  # points of GPU utilisation
+
+
+def significant(before: Activity | None, after: Activity) -> bool:
+    """Whether `after` differs from `before` enough to be recorded (and to queue the model's pass): it started or
+    stopped being scraped, got its first request, its rate moved by a quarter or crossed zero, its GPU use moved
+    by 5 points. Anything less waits for a pass that happens anyway: a fleet of steady models writes nothing."""
+    if before is None or before.scraped != after.scraped:
+        return True
+    if (before.last_request is None) != (after.last_request is None):
+        return True
+    old, new = before.request_rate, after.request_rate
+    if (old is None) != (new is None) or (old is not None and new is not None and (old == 0) != (new == 0)):
+        return True
+    if old and new and abs(new - old) / old > RATE_CHANGE:
+        return True
+    a, b = before.gpu_percent, after.gpu_percent
+    if (a is None) != (b is None):
+        return True
+    return a is not None and b is not None and abs(a - b) >= GPU_CHANGE
+
+
+def _by(samples: Any, label: str) -> dict[str, float]:
+    return {
+        str(x.labels.get(label)): float(x.value)
+        for x in samples
+        if x.labels.get(label) and not (math.isnan(x.value) or math.isinf(x.value))
+    }
+
+
+def namespace_activity(prometheus: Any, namespace: str, gpu_pods: dict[str, str]) -> dict[str, Activity]:
+    """Every scraped model's activity in the namespace, from three queries (four when `gpu_pods`, pod -> model,
+    names GPU-serving pods). Raises PrometheusUnavailable; a model without series is simply absent."""
+    q = namespace_queries(namespace)
+    scraped = _by(prometheus.query(q["scraped"]), "model")
+    rates = _by(prometheus.query(q["rate"]), "model")
+    last = _by(prometheus.query(q["last"]), "model")
+    gpu: dict[str, list[float]] = {}
+    if gpu_pods:
+        for pod, percent in _by(prometheus.query(namespace_gpu_query(namespace)), "pod").items():
+            if pod in gpu_pods:
+                gpu.setdefault(gpu_pods[pod], []).append(percent)
+    return {
+        model: Activity(
             True,
-            request_rate=_one(prometheus, q["rate"]),
-            last_request=datetime.datetime.fromtimestamp(last, datetime.UTC) if last else None,
-            gpu_percent=gpu_percent,
+            request_rate=rates.get(model),
+            last_request=datetime.datetime.fromtimestamp(last[model], datetime.UTC) if last.get(model) else None,
+            gpu_percent=sum(gpu[model]) / len(gpu[model]) if gpu.get(model) else None,
         )
-    except PrometheusUnavailable as e:
-        return Activity(False, error=str(e))
+        for model, count in scraped.items()
+        if count >= 1
+    }
 
 
 def read_training_gpu_percent(

@@ -1,0 +1,331 @@
+"""A fleet on one operator, measured on a dev cluster of its own (a fresh state directory; real kube-apiserver, etcd,
+controller-manager, scheduler and KWOK):
+
+    .venv/bin/python -m bench.fleet.run [--models 1000 [--models 5000 ...]] [--api-qps 50] [--workers 8]
+
+For each size N: one model trains for real (the local executor runs the trainer), N-1 more with the same training
+inputs are cache hits; every model serves one replica on KWOK nodes the benchmark adds; every tenth model has a
+DriftPolicy. Measured in one run, printed as a table:
+
+- time until all N are Ready, next to the **write floor**: a direct client (as many threads as the operator has
+  workers, no rate limit) creating and status-patching the same objects the operator creates (model, TrainingJob
+  and its status, Deployment, Service, two model status patches, four Events), in another namespace;
+- the operator's peak and idle RSS, and its CPU while idle;
+- idle API requests/s, from the API server's own `apiserver_request_total` (watches excluded), minus the same window
+  before the operator started, and the operator's own request counter;
+- spec change -> child updated: p50/p99 over 50 random models (a serving memory request, which changes the
+  Deployment's template);
+- a restart with nothing changed: writes, and seconds until the first pass;
+- deleting all N models with the operator stopped: seconds until they are gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from tests.datasets import write
+from tests.e2e.conftest import claim
+from tests.e2e.test_event_driven import ON_KWOK
+from tests.e2e.test_first_model import shortest_model
+from tests.support import Kube, OperatorProcess, has_condition, wait_for
+
+from modelfleet.api.v1alpha1 import GROUP, VERSION
+from modelfleet.builders.serving import DESIRED_HASH
+from modelfleet.clients.kube import api_client
+from modelfleet.devcluster import ClusterConfig, DevCluster, SetupError
+from modelfleet.devcluster.binaries import find_binaries
+from modelfleet.devcluster.cluster import desired_gpu_node
+
+ROOT = Path(__file__).resolve().parents[2]
+PODS_PER_NODE = 100
+IDLE_WINDOW = 60.0
+
+
+def apiserver_requests(kube: Kube) -> float:
+    """Requests the API server has served (every client; watches and non-resource paths excluded)."""
+    text = kube.run("get", "--raw", "/metrics").stdout
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
+        if 'verb="WATCH"' in labels or 'resource=""' in labels:
+            continue
+        total += float(value)
+    return total
+
+
+def proc_stat(pid: int) -> tuple[float, float, float]:
+    """(CPU seconds, RSS MiB, peak RSS MiB) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = float(fields[11]) + float(fields[12])
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    rss = float(status["VmRSS"].split()[0]) / 1024
+    peak = float(status["VmHWM"].split()[0]) / 1024
+    return ticks / 100.0, rss, peak
+
+
+def parallel(fn: Callable[[int], Any], n: int, threads: int) -> None:
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for f in [pool.submit(fn, i) for i in range(n)]:
+            f.result()
+
+
+def model(name: str) -> dict[str, Any]:
+    doc = shortest_model(name)
+    doc["spec"]["serving"] = json.loads(json.dumps(ON_KWOK))
+    return doc
+
+
+def policy(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DriftPolicy",
+        "metadata": {"name": f"{name}-drift"},
+        "spec": {
+            "modelRef": {"name": name},
+            "interval": "5m",
+            "checks": [{"name": "psi", "statistic": "psi", "threshold": 0.2}],
+            "action": "Alert",
+        },
+    }
+
+
+def ready_count(custom: client.CustomObjectsApi, namespace: str) -> int:
+    items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "mlmodels")["items"]
+    return sum(1 for m in items if has_condition(m, "Ready"))
+
+
+def settle(op: OperatorProcess, quiet: float = 5.0) -> None:
+    last, since = op.counter("modelfleet_reconcile_total"), time.monotonic()
+    while time.monotonic() - since < quiet:
+        time.sleep(0.5)
+        now = op.counter("modelfleet_reconcile_total")
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def writes(op: OperatorProcess) -> float:
+    return sum(op.counter("modelfleet_api_requests_total", verb=v) for v in ("POST", "PATCH", "PUT", "DELETE"))
+
+
+def write_floor(api: client.ApiClient, namespace: str, n: int, threads: int) -> float:
+    """Seconds a direct client takes for the writes the operator makes for n served models."""
+    custom, apps, core = client.CustomObjectsApi(api), client.AppsV1Api(api), client.CoreV1Api(api)
+
+    def one(i: int) -> None:
+        name = f"f{i:05d}"
+        doc = model(name)
+        made = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "mlmodels", doc)
+        owner = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "MLModel", "name": name, "uid": made["metadata"]["uid"]}]
+        tj = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "TrainingJob",
+            "metadata": {"name": f"{name}-v1", "ownerReferences": owner},
+            "spec": {**doc["spec"], "modelRef": {"name": name}},
+        }
+        tj["spec"].pop("serving", None)
+        tj["spec"]["training"] = {"estimator": "sklearn.ensemble.RandomForestClassifier"}
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", tj)
+        custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "trainingjobs", f"{name}-v1", {"status": {"phase": "Succeeded"}}
+        )
+        labels = {"app": name}
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "ownerReferences": owner},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "s", "image": "x"}]}},
+            },
+        }
+        apps.patch_namespaced_deployment(
+            name, namespace, deployment, field_manager="floor", _content_type="application/apply-patch+yaml"
+        )
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "ownerReferences": owner},
+            "spec": {"selector": labels, "ports": [{"port": 8080}]},
+        }
+        core.patch_namespaced_service(
+            name, namespace, service, field_manager="floor", _content_type="application/apply-patch+yaml"
+        )
+        for phase in ("Training", "Serving"):
+            custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, "mlmodels", name, {"status": {"phase": phase}}
+            )
+        for reason in ("TrainingRequested", "CacheHit", "VersionTrained", "Serving"):
+            core.create_namespaced_event(
+                namespace,
+                {
+                    "metadata": {"generateName": f"{name}."},
+                    "involvedObject": {"kind": "MLModel", "name": name, "namespace": namespace},
+                    "reason": reason,
+                    "message": reason,
+                    "type": "Normal",
+                },
+            )
+
+    started = time.monotonic()
+    parallel(one, n, threads)
+    return time.monotonic() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def measure(kube: Kube, kubeconfig: Path, n: int, args: argparse.Namespace, tmp: Path, seed: int) -> dict[str, Any]:
+    api = api_client(str(kubeconfig))
+    custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
+    namespace, floor_ns = f"fleet-{n}", f"floor-{n}"
+    for ns in (namespace, floor_ns):
+        kube.run("create", "namespace", ns)
+        wait_for(lambda ns=ns: kube.get("serviceaccount", "default", ns), 60, "the default ServiceAccount")
+    data = claim(kube, namespace, "datasets")
+    write("breast_cancer", data / "breast_cancer.csv")
+    row: dict[str, Any] = {"models": n}
+
+    before = apiserver_requests(kube)
+    time.sleep(IDLE_WINDOW / 2)
+    baseline = (apiserver_requests(kube) - before) / (IDLE_WINDOW / 2)
+
+    extra = [f"--namespace={namespace}", f"--workers={args.workers}"]
+    if args.api_qps:
+        extra += [f"--api-qps={args.api_qps}", f"--api-burst={int(args.api_qps * 2)}"]
+    op = OperatorProcess(kubeconfig, tmp / f"operator-{n}.log", *extra).start()
+    assert op.proc is not None
+    try:
+        # The one real training first, so the other N-1 find its result (as a fleet of retrains would).
+        kube.apply(model("m00000"), namespace)
+        wait_for(
+            lambda: (m := kube.get("mlm", "m00000", namespace)) and has_condition(m, "Trained"), 600, "the training"
+        )
+        started = time.monotonic()
+
+        def create(i: int) -> None:
+            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "mlmodels", model(f"m{i:05d}"))
+            if i % 10 == 0:
+                custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "driftpolicies", policy(f"m{i:05d}"))
+
+        parallel(lambda i: create(i + 1), n - 1, 8)
+        while ready_count(custom, namespace) < n:
+            if time.monotonic() - started > args.timeout:
+                raise SystemExit(f"bench: only {ready_count(custom, namespace)}/{n} Ready after {args.timeout}s")
+            time.sleep(2)
+        row["ready_s"] = time.monotonic() - started
+        _, _, peak = proc_stat(op.proc.pid)
+        row["floor_s"] = write_floor(api, floor_ns, n - 1, args.workers)
+        settle(op)
+
+        cpu0, _, _ = proc_stat(op.proc.pid)
+        api0, own0 = apiserver_requests(kube), op.counter("modelfleet_api_requests_total")
+        time.sleep(IDLE_WINDOW)
+        cpu1, rss, peak = proc_stat(op.proc.pid)
+        api1, own1 = apiserver_requests(kube), op.counter("modelfleet_api_requests_total")
+        row.update(
+            peak_rss=peak,
+            idle_rss=rss,
+            idle_cpu=100 * (cpu1 - cpu0) / IDLE_WINDOW,
+            idle_api=(api1 - api0) / IDLE_WINDOW - baseline,
+            idle_own=(own1 - own0) / IDLE_WINDOW,
+        )
+
+        rng = random.Random(seed)
+        latencies = []
+        for i, name in enumerate(rng.sample([f"m{i:05d}" for i in range(n)], min(50, n))):
+            old = apps.read_namespaced_deployment(name, namespace).metadata.annotations.get(DESIRED_HASH)
+            body = {"spec": {"serving": {"resources": {"memory": f"{129 + i}Mi"}}}}
+            t0 = time.monotonic()
+            custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "mlmodels", name, body)
+            while apps.read_namespaced_deployment(name, namespace).metadata.annotations.get(DESIRED_HASH) == old:
+                if time.monotonic() - t0 > 60:
+                    raise SystemExit(f"bench: the Deployment of {name} never changed")
+                time.sleep(0.02)
+            latencies.append(time.monotonic() - t0)
+        row["change_p50"], row["change_p99"] = statistics.median(latencies), percentile(latencies, 0.99)
+        settle(op)
+    finally:
+        op.stop()
+
+    again = OperatorProcess(kubeconfig, tmp / f"operator-{n}-restart.log", *extra)
+    t0 = time.monotonic()
+    again.start()
+    try:
+        wait_for(lambda: again.counter("modelfleet_reconcile_total") > 0, 300, "the first pass after the restart")
+        row["restart_first_s"] = time.monotonic() - t0
+        settle(again)
+        row["restart_writes"] = writes(again)
+    finally:
+        again.stop()
+
+    t0 = time.monotonic()
+    kube.run("delete", "mlm", "--all", "-n", namespace, "--wait=false")
+    wait_for(lambda: not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "mlmodels")["items"], 600, "")
+    row["delete_s"] = time.monotonic() - t0
+    for ns in (namespace, floor_ns):
+        kube.run("delete", "namespace", ns, "--wait=false", check=False)
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=int, action="append", help="fleet sizes (repeatable; default 1000)")
+    parser.add_argument("--api-qps", type=float, default=0, help="the operator's --api-qps (default: its own)")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--seed", type=int, default=12)
+    args = parser.parse_args()
+    sizes = args.models or [1000]
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        cluster = DevCluster(ClusterConfig(state_dir=tmp / "cluster", gpu_nodes=2))
+        try:
+            cluster.up(progress=lambda m: print(f"  {m}", file=sys.stderr))
+        except SetupError as e:
+            print(f"bench: {e}", file=sys.stderr)
+            return 1
+        try:
+            kube = Kube(cluster.kubeconfig, find_binaries() / "kubectl")
+            kube.run("apply", "--server-side", "-f", str(ROOT / "crds"))
+            kube.run("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=modelfleet")
+            nodes = math.ceil(max(sizes) / PODS_PER_NODE) + 1
+            for i in range(2, nodes + 2):
+                node = json.dumps(desired_gpu_node(i, 0))  # server-side: a Node's status is kept on create
+                kube.run("apply", "--server-side", "--force-conflicts", "-f", "-", input=node)
+            rows = [measure(kube, cluster.kubeconfig, n, args, tmp, args.seed) for n in sizes]
+        finally:
+            cluster.down()
+    print(
+        "| models | Ready (s) | write floor (s) | ratio | peak / idle RSS (MiB) | idle CPU | idle API req/s "
+        "(operator's own) | change p50 / p99 (s) | restart: writes, first pass (s) | delete, operator down (s) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['models']:,} | {r['ready_s']:.0f} | {r['floor_s']:.0f} | {r['ready_s'] / r['floor_s']:.2f}x "
+            f"| {r['peak_rss']:.0f} / {r['idle_rss']:.0f} | {r['idle_cpu']:.1f} % | {r['idle_api']:.2f} "
+            f"({r['idle_own']:.2f}) | {r['change_p50']:.2f} / {r['change_p99']:.2f} "
+            f"| {r['restart_writes']:.0f}, {r['restart_first_s']:.1f} | {r['delete_s']:.1f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The cluster as a reconcile pass sees it: reads from the watch-fed store, writes to the API server.
+
+A write records an expectation (the resourceVersion the object now has, or its absence), and a read that finds the
+store behind an expectation raises `CacheBehind`: the pass is run again when the watch catches up (the event that
+satisfies the expectation queues it). That is what keeps a pass from acting twice on its own change, as
+controller-runtime's ReplicaSet expectations do. An expectation older than `EXPECTATION_SECONDS` is dropped with a
+log line (a lost watch event must not stop the object for good)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from modelfleet.cache.store import Store, resource_version
+from modelfleet.clients.kube import Kube
+from modelfleet.errors import DependencyNotReady
+from modelfleet.vocabulary import LABEL_JOB_NAME, Key
+
+EXPECTATION_SECONDS = 30.0
+GONE = "gone"
+log = logging.getLogger(__name__)
+KIND_OF_PLURAL = {"mlmodels": "MLModel", "trainingjobs": "TrainingJob", "driftpolicies": "DriftPolicy"}
+
+
+class CacheBehind(DependencyNotReady):
+    """The cache has not yet seen a write this operator made; the pass waits for the watch."""
+
+    reason = "CacheBehind"
+
+    def __init__(self, key: Key) -> None:
+        super().__init__(f"waiting for the watch to show {key} as written", delay=2.0)
+
+
+class Expectations:
+    """Writes not yet seen in the store: key -> (resourceVersion or GONE, deadline)."""
+
+    def __init__(self, store: Store, clock: Any = time.monotonic) -> None:
+        self.store, self._clock = store, clock
+        self._lock = threading.Lock()
+        self._pending: dict[Key, tuple[str, float]] = {}
+
+    def expect(self, key: Key, version: str | None) -> None:
+        if version is None:
+            return
+        with self._lock:
+            self._pending[key] = (version, self._clock() + EXPECTATION_SECONDS)
+
+    def expect_gone(self, key: Key) -> None:
+        with self._lock:
+            self._pending[key] = (GONE, self._clock() + EXPECTATION_SECONDS)
+
+    def _met(self, key: Key, want: str, body: Mapping[str, Any] | None) -> bool:
+        current = body if body is not None else self.store.peek(*key)
+        if want == GONE:
+            return current is None
+        have = resource_version(current)
+        try:
+            return have is not None and have >= int(want)
+        except ValueError:  # not a number: only "the object is there" can be told
+            return current is not None
+
+    def check(self, key: Key, body: Mapping[str, Any] | None = None) -> None:
+        """Raises CacheBehind while the store (or `body`, read from it) is behind this operator's last write of
+        `key`."""
+        with self._lock:
+            pending = self._pending.get(key)
+        if pending is None:
+            return
+        want, deadline = pending
+        if self._met(key, want, body):
+            with self._lock:
+                if self._pending.get(key) == pending:
+                    del self._pending[key]
+            return
+        if self._clock() > deadline:
+            log.warning("the watch never showed %s at %s; going on without it", key, want)
+            with self._lock:
+                self._pending.pop(key, None)
+            return
+        raise CacheBehind(key)
+
+    def check_kind(self, kind: str, namespace: str) -> None:
+        """Raises CacheBehind while any write of that kind in the namespace is not yet seen (before a list)."""
+        with self._lock:
+            keys = [k for k in self._pending if k.kind == kind and k.namespace == namespace]
+        for key in keys:
+            self.check(key)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+
+def _selector(text: str | None) -> dict[str, str]:
+    """`a=b,c=d` -> {"label:a": "b", ...}: equality selectors are all the reconcilers use."""
+    match: dict[str, str] = {}
+    for part in (text or "").split(","):
+        if part.strip():
+            k, _, v = part.partition("=")
+            match[f"label:{k.strip()}"] = v.strip()
+    return match
+
+
+class CachedCluster:
+    """Satisfies clients.ports.Cluster: reads from the store (copies), writes through `kube`."""
+
+    def __init__(self, store: Store, kube: Kube, expectations: Expectations) -> None:
+        self.store, self.kube, self.expectations = store, kube, expectations
+
+    # -- reads
+    def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.expectations.check(Key(kind, namespace, name))
+        return self.store.get(kind, namespace, name)
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get("Job", namespace, name)
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get("Deployment", namespace, name)
+
+    def get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        return self._get(KIND_OF_PLURAL[plural], namespace, name)
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        match = _selector(selector)
+        job = match.get(f"label:{LABEL_JOB_NAME}")
+        if job:
+            self.expectations.check(Key("Job", namespace, job))
+        return self.store.select("Pod", namespace, match)
+
+    def list_custom(
+        self, namespace: str, plural: str, selector: str | None = None, *, fields: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        kind = KIND_OF_PLURAL[plural]
+        self.expectations.check_kind(kind, namespace)
+        return self.store.select(kind, namespace, {**_selector(selector), **dict(fields or {})})
+
+    # Claims and volumes are read only when a run is about to start (change-driven, rare): not worth a watch.
+    def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.kube.get_claim(namespace, name)
+
+    def artifact_exists(self, namespace: str, uri: str) -> bool | None:
+        return self.kube.artifact_exists(namespace, uri)
+
+    # -- writes
+    def create_custom(self, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        created = self.kube.create_custom(namespace, plural, body)
+        if created is not None:
+            key = Key(KIND_OF_PLURAL[plural], namespace, str(created["metadata"]["name"]))
+            self.expectations.expect(key, created["metadata"].get("resourceVersion"))
+        return created
+
+    def create_claim(self, body: dict[str, Any]) -> bool:
+        return self.kube.create_claim(body)
+
+    def apply(self, obj: dict[str, Any]) -> str | None:
+        version = self.kube.apply(obj)
+        if obj["kind"] in ("Job", "Deployment"):
+            meta = obj["metadata"]
+            self.expectations.expect(Key(obj["kind"], meta["namespace"], meta["name"]), version)
+        return version
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        self.kube.delete_job(namespace, name)
+        self.expectations.expect_gone(Key("Job", namespace, name))
+
+    def delete_if_exists(self, kind: str, namespace: str, name: str) -> None:
+        self.kube.delete_if_exists(kind, namespace, name)

@@ -1,0 +1,203 @@
+"""One reconcile pass of one object, inside the error boundary: cached body -> typed object -> reconciler -> status
+patch (only what changed, refused if the object changed meanwhile) -> Events -> counters, in that order, so that a
+refused write neither posts nor counts anything twice.
+
+Errors are classified here and nowhere else: InvalidSpec is permanent until the spec changes (Ready=False/InvalidSpec
+and one Warning Event), a cache behind the operator's own write waits for the watch, DependencyNotReady and
+retriable API errors come back after their delay or back-off (429 after its Retry-After), anything else is logged
+and retried with back-off. Nothing escapes to the worker pool: one bad object never stops the others."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+from urllib3.exceptions import HTTPError
+
+from modelfleet.api.v1alpha1 import API_VERSION
+from modelfleet.api.v1alpha1.common import Condition
+from modelfleet.cache.view import CacheBehind, CachedCluster, Expectations
+from modelfleet.clients.kube import Kube
+from modelfleet.config import OperatorConfig
+from modelfleet.errors import DependencyNotReady, InvalidSpec
+from modelfleet.metrics import RECONCILE_SECONDS, RECONCILE_TOTAL
+from modelfleet.reconcilers.common import parse
+from modelfleet.reconcilers.outcome import Event, Outcome
+from modelfleet.status.conditions import FALSE, get_condition, set_condition
+from modelfleet.vocabulary import Key
+
+log = logging.getLogger(__name__)
+CONFLICT_DELAY = 0.5
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How the boundary runs one of our kinds."""
+
+    name: str
+    plural: str
+    model: type[Any]
+    reconcile: Callable[..., Outcome]  # (obj, generation, deps, now) -> Outcome
+    has_phase: bool = True
+
+
+@dataclass
+class PassDeps:
+    """What a reconciler is given: the cluster through the cache, configuration, Prometheus, the activity board."""
+
+    kube: CachedCluster
+    config: OperatorConfig
+    prometheus_for: Callable[[str], Any]
+    activity: Any = None  # controller.activity.ActivityBoard
+
+
+@dataclass(frozen=True)
+class PassResult:
+    result: str  # success, invalid, waiting, conflict, retry, error, gone
+    again: float | None = None  # seconds until the next pass; None: events and the resync only
+    backoff: bool = False  # `again` is a floor: the key's exponential back-off applies
+    cause: str = ""
+
+
+def merge_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) turning `current` into `desired`: changed keys, and null for every key that
+    went away, at every level of nested objects (a nested object sent whole would keep keys it no longer has)."""
+    out: dict[str, Any] = {}
+    for key, value in desired.items():
+        old = current.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            nested = merge_patch(old, value)
+            if nested:
+                out[key] = nested
+        elif old != value:
+            out[key] = value
+    for key in current:
+        if key not in desired:
+            out[key] = None
+    return out
+
+
+def invalid_status(kind: Kind, raw: Mapping[str, Any], message: str, now: datetime.datetime) -> tuple[dict, bool]:
+    """(status with Ready=False/InvalidSpec, whether that is news worth an Event)."""
+    current = dict(raw.get("status") or {})
+    try:
+        conditions = [Condition.model_validate(c) for c in current.get("conditions") or []]
+    except ValidationError:
+        conditions = []
+    generation = (raw.get("metadata") or {}).get("generation")
+    previous = get_condition(conditions, "Ready")
+    conditions = set_condition(conditions, "Ready", FALSE, "InvalidSpec", message, now=now, generation=generation)
+    desired = {**current, "conditions": [c.wire() for c in conditions], "observedGeneration": generation}
+    if kind.has_phase:
+        desired["phase"] = "Invalid"
+    news = previous is None or previous.reason != "InvalidSpec" or previous.message != message
+    return desired, news
+
+
+def _retry_after(e: ApiException) -> float:
+    try:
+        return float((e.headers or {}).get("Retry-After", 0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+class Pass:
+    """Runs passes for every kind; one instance per operator, called from worker threads."""
+
+    def __init__(
+        self,
+        kinds: Mapping[str, Kind],
+        deps: PassDeps,
+        kube: Kube,
+        expectations: Expectations,
+        clock: Callable[[], datetime.datetime],
+    ) -> None:
+        self.kinds, self.deps, self.kube, self.expectations, self.clock = kinds, deps, kube, expectations, clock
+
+    def run(self, key: Key, raw: dict[str, Any]) -> PassResult:
+        kind = self.kinds[key.kind]
+        started = time.perf_counter()
+        result = PassResult("error")
+        try:
+            result = self._run(kind, key, raw)
+        except CacheBehind as e:
+            result = PassResult("waiting", e.delay, cause="cache")
+        except DependencyNotReady as e:
+            result = PassResult("retry", e.delay, cause="dependency")
+        except ApiException as e:
+            result = self._api_error(key, e)
+        except (HTTPError, ConnectionError, TimeoutError) as e:
+            log.warning("%s: Kubernetes API unreachable: %s", key, e)
+            result = PassResult("retry", 1.0, backoff=True, cause="unreachable")
+        except Exception:
+            log.exception("%s: unexpected error; retrying with back-off", key)
+            result = PassResult("error", 1.0, backoff=True, cause="unexpected")
+        finally:
+            RECONCILE_TOTAL.labels(key.kind, result.result).inc()
+            RECONCILE_SECONDS.labels(key.kind).observe(time.perf_counter() - started)
+        return result
+
+    def _api_error(self, key: Key, e: ApiException) -> PassResult:
+        if e.status == 404:
+            return PassResult("gone")
+        if e.status == 409:
+            return PassResult("conflict", CONFLICT_DELAY, cause="conflict")
+        if e.status == 429:
+            return PassResult("retry", max(1.0, _retry_after(e)), backoff=True, cause="throttled")
+        if (e.status or 0) >= 500:
+            return PassResult("retry", 1.0, backoff=True, cause="server")
+        log.error("%s: the API server refused a request: %s %s", key, e.status, (e.body or e.reason or "")[:500])
+        return PassResult("error", 5.0, backoff=True, cause=f"http-{e.status}")
+
+    def _run(self, kind: Kind, key: Key, raw: dict[str, Any]) -> PassResult:
+        self.expectations.check(key, raw)  # never decide from a body older than this operator's last status write
+        now = self.clock()
+        generation = (raw.get("metadata") or {}).get("generation")
+        try:
+            obj = parse(kind.model, raw)
+            outcome = kind.reconcile(obj, generation, self.deps, now)
+        except InvalidSpec as e:
+            desired, news = invalid_status(kind, raw, str(e), now)
+            self._write(kind, key, raw, desired, [Event("Warning", "InvalidSpec", str(e))] if news else [])
+            return PassResult("invalid")
+        refused = self._write(kind, key, raw, outcome.status.wire(), outcome.events)
+        if refused:
+            return PassResult("conflict", CONFLICT_DELAY, cause="conflict")
+        for count in outcome.on_landed:
+            count()
+        return PassResult("success", outcome.requeue_after)
+
+    def _write(
+        self, kind: Kind, key: Key, raw: dict[str, Any], desired: Mapping[str, Any], events: list[Event]
+    ) -> bool:
+        """Patches the status where it changed, then posts the Events; True when the patch was refused as stale
+        (then only the Events of writes already made are posted)."""
+        diff = merge_patch(raw.get("status") or {}, desired)
+        if diff:
+            try:
+                written = self.kube.patch_status(
+                    kind.plural, key.namespace, key.name, diff, raw["metadata"].get("resourceVersion")
+                )
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+                self._post(kind, raw, [e for e in events if e.action])
+                return True
+            self.expectations.expect(key, (written.get("metadata") or {}).get("resourceVersion"))
+            raw = {**raw, "metadata": written.get("metadata") or raw["metadata"]}
+        self._post(kind, raw, events)
+        return False
+
+    def _post(self, kind: Kind, raw: dict[str, Any], events: list[Event]) -> None:
+        involved = {"apiVersion": API_VERSION, "kind": kind.name, "metadata": raw["metadata"]}
+        for event in events:
+            try:
+                self.kube.post_event(involved, event.type, event.reason, event.message)
+            except ApiException as e:  # an Event is a notice: losing one never fails the pass that made it
+                log.warning("%s: could not post Event %s: %s %s", kind.name, event.reason, e.status, e.reason)

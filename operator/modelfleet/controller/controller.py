@@ -1,0 +1,249 @@
+"""The reconcile core: watch events fill the cache and queue the keys whose decisions they touch; a bounded pool of
+workers runs one pass per key (reading the cache, never polling the API server); time-driven work is a due time on
+the key (an interval, a deadline), and a slow jittered resync is the only periodic pass.
+
+Kopf delivers the watch events (handlers/watch.py); this module owns everything after them. Nothing here blocks the
+event loop: passes run on worker threads, the API client's rate limiter waits there too."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from modelfleet.cache.queue import WorkQueue
+from modelfleet.cache.store import Store
+from modelfleet.cache.view import CachedCluster, Expectations
+from modelfleet.clients.kube import Kube
+from modelfleet.config import OperatorConfig
+from modelfleet.controller.activity import ActivityBoard, ActivityScanner
+from modelfleet.controller.boundary import Kind, Pass, PassDeps, PassResult
+from modelfleet.controller.routing import OURS, queued_by
+from modelfleet.metrics import CACHE_OBJECTS, WORKQUEUE_DEPTH, WORKQUEUE_RETRIES
+from modelfleet.vocabulary import (
+    LEGACY_FINALIZER,
+    MANAGED_BY,
+    PLURALS,
+    Key,
+    controller_of,
+    has_finished,
+    invalid_for_this_generation,
+)
+
+log = logging.getLogger(__name__)
+CHILD_PLURALS = {"Job": "jobs", "Pod": "pods", "Deployment": "deployments"}
+CHILD_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+SYNC_TIMEOUT_SECONDS = 60.0
+
+
+def needs_pass(key: Key, raw: Mapping[str, Any]) -> bool:
+    """False for objects no pass can change: being deleted, judged invalid for this spec, a finished run."""
+    if (raw.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    if invalid_for_this_generation(raw):
+        return False
+    if key.kind == "TrainingJob" and has_finished(raw):
+        status = raw.get("status") or {}
+        return bool(status.get("observedGeneration") != (raw.get("metadata") or {}).get("generation"))
+    return True
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        config: OperatorConfig,
+        kube: Kube,
+        kinds: Mapping[str, Kind],
+        prometheus_for: Callable[[str], Any],
+        clock: Callable[[], Any],
+        forget: Mapping[str, Callable[[Key], None]] | None = None,
+    ) -> None:
+        self.config, self.kube, self.kinds = config, kube, kinds
+        self.store = Store()
+        self.expectations = Expectations(self.store)
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.view = CachedCluster(self.store, kube, self.expectations)
+        self.activity = ActivityBoard()
+        self.passes = Pass(
+            kinds, PassDeps(self.view, config, prometheus_for, self.activity), kube, self.expectations, clock
+        )
+        self.scanner = ActivityScanner(self.store, self.activity, config, prometheus_for, self.queue.add)
+        self.forget = dict(forget or {})
+        self.synced = asyncio.Event()
+        self._expected: dict[str, int] | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="reconcile")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running: set[asyncio.Future[PassResult]] = set()
+        self.first_pass_at: float | None = None
+
+    # -- the watch side (event loop; must stay cheap)
+    def observe(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        if event_type == "DELETED":
+            change = self.store.delete(kind, namespace, name)
+        else:
+            change = self.store.upsert(kind, body)
+            if change.old is change.new:  # an event older than what the cache holds
+                return
+        CACHE_OBJECTS.labels(kind).set(self.store.count(kind))
+        current = change.new if change.new is not None else change.old
+        if current is None:
+            return
+        if event_type == "DELETED" and kind in OURS:
+            self.queue.discard(change.key)
+            forget = self.forget.get(kind)
+            if forget is not None:
+                forget(change.key)
+        for key in queued_by(
+            kind,
+            current,
+            added_or_deleted=change.old is None or change.new is None,
+            policies_of=self._policies_of,
+            job_owner=self._job_owner,
+        ):
+            if key != change.key or event_type != "DELETED":
+                self.queue.add(key, self.config.debounce_seconds)
+        WORKQUEUE_DEPTH.set(len(self.queue))
+        self._check_synced()
+
+    def _policies_of(self, namespace: str, model: str) -> list[Key]:
+        found = self.store.select("DriftPolicy", namespace, {"spec.modelRef.name": model})
+        return [Key("DriftPolicy", namespace, str(p["metadata"]["name"])) for p in found]
+
+    def _job_owner(self, namespace: str, job: str) -> Key | None:
+        cached = self.store.peek("Job", namespace, job)
+        owner = controller_of(cached) if cached else None
+        if owner and owner.get("kind") == "TrainingJob":
+            return Key("TrainingJob", namespace, str(owner.get("name", "")))
+        return None
+
+    def _check_synced(self) -> None:
+        if self.synced.is_set() or self._expected is None:
+            return
+        if all(self.store.count(kind) >= n for kind, n in self._expected.items()):
+            log.info("cache synced: %s", {k: self.store.count(k) for k in self._expected})
+            self.synced.set()
+
+    # -- start and stop
+    def _scopes(self) -> list[str | None]:
+        return list(self.config.namespaces) or [None]
+
+    def count_existing(self) -> dict[str, int]:
+        """How many objects each watch will list (what the cache must hold before the first pass)."""
+        counts: dict[str, int] = {}
+        for namespace in self._scopes():
+            for kind, plural in PLURALS.items():
+                counts[kind] = counts.get(kind, 0) + len(self.kube.list_all(plural, namespace))
+            for kind, plural in CHILD_PLURALS.items():
+                found = self.kube.list_all(plural, namespace, selector=CHILD_SELECTOR)
+                counts[kind] = counts.get(kind, 0) + len(found)
+        return counts
+
+    def remove_legacy_finalizers(self) -> int:
+        """Older versions put a Kopf finalizer on every MLModel and TrainingJob: one patch per object removes it."""
+        removed = 0
+        for namespace in self._scopes():
+            for plural in ("mlmodels", "trainingjobs", "driftpolicies"):
+                for obj in self.kube.list_all(plural, namespace):
+                    meta = obj.get("metadata") or {}
+                    finalizers = list(meta.get("finalizers") or [])
+                    if LEGACY_FINALIZER not in finalizers:
+                        continue
+                    self.kube.patch_metadata(
+                        plural,
+                        str(meta.get("namespace")),
+                        str(meta.get("name")),
+                        {
+                            "finalizers": [f for f in finalizers if f != LEGACY_FINALIZER],
+                            "resourceVersion": meta.get("resourceVersion"),
+                        },
+                    )
+                    removed += 1
+        if removed:
+            log.info("removed the finalizer %s left by an older version from %d object(s)", LEGACY_FINALIZER, removed)
+        return removed
+
+    async def start(self) -> None:
+        """Counts what the watches will list, removes legacy finalizers, starts the workers and the scanner."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.remove_legacy_finalizers)
+        self._expected = await loop.run_in_executor(self._executor, self.count_existing)
+        self._check_synced()
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"reconcile-worker-{i}") for i in range(self.config.workers)
+        ]
+        self._tasks.append(asyncio.create_task(self._sync_deadline(), name="cache-sync-deadline"))
+        self._tasks.append(asyncio.create_task(self.scanner.run(self.synced, self._executor), name="activity-scanner"))
+
+    async def _sync_deadline(self) -> None:
+        try:
+            await asyncio.wait_for(self.synced.wait(), SYNC_TIMEOUT_SECONDS)
+        except TimeoutError:
+            counts = {k: (self.store.count(k), n) for k, n in (self._expected or {}).items()}
+            log.warning(
+                "the cache did not reach the listed counts in %.0fs (%s); starting anyway", SYNC_TIMEOUT_SECONDS, counts
+            )
+            self.synced.set()
+
+    async def stop(self, grace: float) -> None:
+        """Stops taking keys; passes in flight get `grace` seconds to finish, then are abandoned (each pass is
+        idempotent: the next start does it again)."""
+        self.queue.close()
+        if self._running:
+            _, pending = await asyncio.wait(set(self._running), timeout=grace)
+            if pending:
+                log.warning("abandoning %d pass(es) in flight after %.0fs", len(pending), grace)
+        for task in self._tasks:
+            task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- the workers
+    async def _worker(self) -> None:
+        await self.synced.wait()
+        loop = asyncio.get_running_loop()
+        while True:
+            key = await self.queue.get()
+            try:
+                raw = self.store.get(*key)
+                if raw is None:
+                    self.queue.discard(key)
+                    continue
+                if not needs_pass(key, raw):
+                    continue
+                if self.first_pass_at is None:
+                    self.first_pass_at = time.monotonic()
+                running = loop.run_in_executor(self._executor, self.passes.run, key, raw)
+                self._running.add(running)
+                try:
+                    result = await running
+                finally:
+                    self._running.discard(running)
+                self._schedule(key, raw, result)
+            finally:
+                self.queue.done(key)
+                WORKQUEUE_DEPTH.set(len(self.queue))
+
+    def _schedule(self, key: Key, raw: Mapping[str, Any], result: PassResult) -> None:
+        if result.result == "gone":
+            self.queue.discard(key)
+            return
+        if result.backoff:
+            self.queue.retry(key, at_least=result.again or 0.0)
+            WORKQUEUE_RETRIES.labels(key.kind, result.cause).inc()
+            return
+        if result.again is not None:
+            self.queue.add(key, result.again)
+            if result.cause:
+                WORKQUEUE_RETRIES.labels(key.kind, result.cause).inc()
+        if result.result in ("success", "invalid"):
+            self.queue.forget(key)
+        if key.kind == "TrainingJob" and has_finished(raw):
+            return
+        resync = self.config.resync_seconds
+        self.queue.add(key, resync * random.uniform(0.9, 1.1))

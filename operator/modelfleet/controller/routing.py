@@ -1,0 +1,60 @@
+"""Which reconciles a watch event queues (pure): the object itself for our kinds, and the owner whose decision reads
+it for children (by controller owner reference, or by our labels where the owner is not the direct controller)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from modelfleet.vocabulary import LABEL_JOB_NAME, LABEL_MODEL, LABEL_TRAININGJOB, Key, controller_of
+
+OURS = ("MLModel", "TrainingJob", "DriftPolicy")
+CHILDREN = ("Job", "Pod", "Deployment")
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def _namespace(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("namespace", ""))
+
+
+def queued_by(
+    kind: str,
+    obj: Mapping[str, Any],
+    *,
+    added_or_deleted: bool,
+    policies_of: Callable[[str, str], list[Key]],
+    job_owner: Callable[[str, str], Key | None],
+) -> list[Key]:
+    """The keys to reconcile after `obj` (of `kind`) changed. `policies_of(namespace, model)` lists the
+    DriftPolicies of a model (they re-evaluate when the model appears or goes); `job_owner(namespace, job)` is the
+    TrainingJob that owns a cached Job (a pod's label holds the Job's full name; ours may be cut to 63 characters)."""
+    meta = obj.get("metadata") or {}
+    namespace, name = _namespace(obj), str(meta.get("name", ""))
+    labels = _labels(obj)
+    keys: list[Key] = []
+    if kind in OURS:
+        keys.append(Key(kind, namespace, name))
+    if kind == "MLModel" and added_or_deleted:
+        keys.extend(policies_of(namespace, name))
+    elif kind == "TrainingJob" and labels.get(LABEL_MODEL):
+        keys.append(Key("MLModel", namespace, str(labels[LABEL_MODEL])))
+    elif kind == "DriftPolicy":
+        model = ((obj.get("spec") or {}).get("modelRef") or {}).get("name")
+        if model:
+            keys.append(Key("MLModel", namespace, str(model)))
+    elif kind in ("Job", "Deployment"):
+        owner = controller_of(obj)
+        if owner and owner.get("kind") in ("TrainingJob", "MLModel"):
+            keys.append(Key(str(owner["kind"]), namespace, str(owner.get("name", ""))))
+    elif kind == "Pod":
+        owner_key = job_owner(namespace, str(labels[LABEL_JOB_NAME])) if labels.get(LABEL_JOB_NAME) else None
+        if owner_key is not None:
+            keys.append(owner_key)
+        elif labels.get(LABEL_TRAININGJOB):
+            keys.append(Key("TrainingJob", namespace, str(labels[LABEL_TRAININGJOB])))
+        elif labels.get("app.kubernetes.io/component") == "serving" and labels.get(LABEL_MODEL):
+            keys.append(Key("MLModel", namespace, str(labels[LABEL_MODEL])))
+    return keys

@@ -1,0 +1,34 @@
+"""The watches: every event of our three kinds and of the children we made (Jobs, pods, Deployments, selected by
+our managed-by label on the API server, so other workloads never reach this process) goes to the controller, which
+keeps it in the cache and queues the reconciles it touches. These handlers carry no finalizer and write nothing:
+deleting a model, or its namespace, while the operator is down completes at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from modelfleet.api.v1alpha1 import GROUP, VERSION
+
+WATCHED: dict[str, tuple[str, str, str] | tuple[str, str]] = {
+    "MLModel": (GROUP, VERSION, "mlmodels"),
+    "TrainingJob": (GROUP, VERSION, "trainingjobs"),
+    "DriftPolicy": (GROUP, VERSION, "driftpolicies"),
+    "Job": ("batch", "v1", "jobs"),
+    "Pod": ("v1", "pods"),
+    "Deployment": ("apps", "v1", "deployments"),
+}
+CHILD_KINDS = ("Job", "Pod", "Deployment")
+
+
+def _observer(kind: str) -> Any:
+    async def observe(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        memo["controller"].observe(kind, type, body)
+
+    observe.__name__ = observe.__qualname__ = f"watch_{kind.lower()}"
+    return observe
+
+
+for _kind, _resource in WATCHED.items():
+    kopf.on.event(*_resource, id=f"watch-{_kind.lower()}")(_observer(_kind))

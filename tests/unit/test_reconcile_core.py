@@ -1,0 +1,282 @@
+"""The reconcile core's pure parts: the cache, the queue, which events queue which keys, the rate limiter, the
+expectations and the pass boundary (status patched only when changed, Events posted once, errors classified)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from modelfleet.api.v1alpha1 import TrainingJob
+from modelfleet.cache.queue import WorkQueue
+from modelfleet.cache.store import Store, slim
+from modelfleet.cache.view import CacheBehind, CachedCluster, Expectations
+from modelfleet.clients.kube import resource_of
+from modelfleet.clients.ratelimit import TokenBucket
+from modelfleet.config import OperatorConfig
+from modelfleet.controller.boundary import Kind, Pass, PassDeps
+from modelfleet.controller.controller import needs_pass
+from modelfleet.controller.routing import queued_by
+from modelfleet.errors import InvalidSpec
+from modelfleet.reconcilers.outcome import Event, Outcome
+from modelfleet.vocabulary import Key
+
+T0 = datetime.datetime(2026, 12, 2, 12, 0, tzinfo=datetime.UTC)
+
+
+def obj(name: str, rv: int = 1, namespace: str = "ns", **extra: Any) -> dict[str, Any]:
+    meta = {"name": name, "namespace": namespace, "resourceVersion": str(rv), "uid": f"uid-{name}"}
+    meta.update(extra.pop("metadata", {}))
+    return {"metadata": meta, **extra}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- the cache
+def test_the_cache_keeps_only_what_decisions_read_and_never_goes_back_to_an_older_version() -> None:
+    pod = obj(
+        "p",
+        metadata={"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x" * 10_000, "keep": "1"}},
+        spec={"nodeName": "n1", "containers": [{"name": "big", "env": [{"name": "A", "value": "1"}] * 100}]},
+        status={"phase": "Running", "hostIP": "10.0.0.1"},
+    )
+    kept = slim("Pod", pod)
+    assert kept["spec"] == {"nodeName": "n1"} and kept["status"] == {"phase": "Running"}
+    assert kept["metadata"]["annotations"] == {"keep": "1"}
+    store = Store()
+    store.upsert("Pod", obj("p", 5, status={"phase": "Running"}))
+    change = store.upsert("Pod", obj("p", 4, status={"phase": "Pending"}))  # a watch lagging behind a write
+    assert change.old is change.new
+    assert store.get("Pod", "ns", "p")["status"]["phase"] == "Running"  # type: ignore[index]
+
+
+def test_the_cache_selects_through_indexes_and_hands_out_copies() -> None:
+    store = Store()
+    for i in range(3):
+        store.upsert(
+            "TrainingJob",
+            obj(f"m{i}-v1", metadata={"labels": {"modelfleet.io/model": f"m{i}"}}, status={"fingerprint": "f"}),
+        )
+    found = store.select("TrainingJob", "ns", {"label:modelfleet.io/model": "m1"})
+    assert [o["metadata"]["name"] for o in found] == ["m1-v1"]
+    assert len(store.select("TrainingJob", "ns", {"status.fingerprint": "f"})) == 3
+    found[0]["status"]["fingerprint"] = "changed by a careless pass"
+    assert store.select("TrainingJob", "ns", {"label:modelfleet.io/model": "m1"})[0]["status"]["fingerprint"] == "f"
+    store.upsert("TrainingJob", obj("m1-v1", 2, metadata={"labels": {"modelfleet.io/model": "other"}}))
+    assert store.select("TrainingJob", "ns", {"label:modelfleet.io/model": "m1"}) == []
+    store.delete("TrainingJob", "ns", "m0-v1")
+    assert store.count("TrainingJob") == 2 and store.select("TrainingJob", "other-ns") == []
+
+
+# -- the queue
+def test_the_queue_runs_a_burst_once_and_a_key_added_during_its_pass_again_after_it() -> None:
+    async def scenario() -> list[str]:
+        clock = FakeClock()
+        q: WorkQueue[str] = WorkQueue(clock=clock)
+        for _ in range(5):
+            q.add("a")
+        q.add("b", after=10)
+        assert len(q) == 2
+        first = await q.get()
+        q.add("a")  # an event while "a" is being reconciled
+        assert len(q) == 1  # not twice in the queue...
+        q.done(first)
+        assert len(q) == 2  # ...but due again once its pass ended
+        second = await q.get()
+        q.done(second)
+        clock.now += 11
+        third = await q.get()
+        return [first, second, third]
+
+    assert asyncio.run(scenario()) == ["a", "a", "b"]
+
+
+def test_the_queue_keeps_the_earliest_due_time_and_backs_off_failures() -> None:
+    clock = FakeClock()
+    q: WorkQueue[str] = WorkQueue(clock=clock, base_backoff=1.0, max_backoff=8.0)
+    q.add("a", after=600)  # the resync
+    q.add("a", after=0.1)  # an event: sooner wins
+    q.add("a", after=300)  # later: ignored
+    assert q._due["a"] == pytest.approx(100.1)
+    assert [q.retry("k") for _ in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert q.retry("throttled", at_least=30.0) == 30.0  # a Retry-After longer than the back-off
+    q.forget("k")
+    assert q.retry("k") == 1.0
+
+
+# -- routing
+def _route(kind: str, body: dict[str, Any], **kwargs: Any) -> list[Key]:
+    return queued_by(
+        kind,
+        body,
+        added_or_deleted=kwargs.get("added", False),
+        policies_of=lambda ns, model: [Key("DriftPolicy", ns, f"{model}-drift")],
+        job_owner=lambda ns, job: Key("TrainingJob", ns, "a-name-longer-than-a-label") if job == "j" else None,
+    )
+
+
+def test_a_child_event_queues_the_owner_whose_decision_reads_it() -> None:
+    owner = [{"kind": "MLModel", "name": "m", "controller": True, "uid": "u"}]
+    assert _route("Deployment", obj("m", metadata={"ownerReferences": owner})) == [Key("MLModel", "ns", "m")]
+    tj = obj("m-v1", metadata={"labels": {"modelfleet.io/model": "m"}})
+    assert _route("TrainingJob", tj) == [Key("TrainingJob", "ns", "m-v1"), Key("MLModel", "ns", "m")]
+    training_pod = obj("j-x", metadata={"labels": {"batch.kubernetes.io/job-name": "j"}})
+    assert _route("Pod", training_pod) == [Key("TrainingJob", "ns", "a-name-longer-than-a-label")]
+    serving_pod = obj(
+        "m-1", metadata={"labels": {"modelfleet.io/model": "m", "app.kubernetes.io/component": "serving"}}
+    )
+    assert _route("Pod", serving_pod) == [Key("MLModel", "ns", "m")]
+    policy = obj("p", spec={"modelRef": {"name": "m"}})
+    assert _route("DriftPolicy", policy) == [Key("DriftPolicy", "ns", "p"), Key("MLModel", "ns", "m")]
+    assert _route("MLModel", obj("m"), added=True) == [Key("MLModel", "ns", "m"), Key("DriftPolicy", "ns", "m-drift")]
+    assert _route("MLModel", obj("m")) == [Key("MLModel", "ns", "m")]
+    assert _route("Pod", obj("stranger")) == []
+
+
+def test_finished_runs_invalid_specs_and_objects_being_deleted_get_no_pass() -> None:
+    done = {"conditions": [{"type": "Succeeded", "status": "True"}], "observedGeneration": 1}
+    assert not needs_pass(Key("TrainingJob", "ns", "t"), obj("t", metadata={"generation": 1}, status=done))
+    invalid = {"conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec"}], "observedGeneration": 2}
+    assert not needs_pass(Key("MLModel", "ns", "m"), obj("m", metadata={"generation": 2}, status=invalid))
+    assert needs_pass(Key("MLModel", "ns", "m"), obj("m", metadata={"generation": 3}, status=invalid))
+    assert not needs_pass(Key("MLModel", "ns", "m"), obj("m", metadata={"deletionTimestamp": "2026-12-02T12:00:00Z"}))
+
+
+# -- rate limiting and counting
+def test_the_token_bucket_allows_a_burst_then_spaces_requests_to_qps() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(10, 3, clock=clock, sleep=lambda s: None)
+    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.reserve() == pytest.approx(0.1)
+    assert bucket.reserve() == pytest.approx(0.2)
+    clock.now += 10  # idle: the burst refills, no further
+    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0] and bucket.reserve() > 0
+
+
+def test_requests_are_counted_by_resource() -> None:
+    assert resource_of("https://h:6443/api/v1/namespaces/a/pods?labelSelector=x") == "pods"
+    assert resource_of("https://h/apis/modelfleet.io/v1alpha1/namespaces/a/mlmodels/m/status") == "mlmodels/status"
+    assert resource_of("https://h/apis/batch/v1/jobs") == "jobs"
+    assert resource_of("https://h/api/v1/namespaces/a/events") == "events"
+
+
+# -- expectations: a pass never acts on a cache behind its own write
+def test_a_read_behind_the_operators_own_write_waits_for_the_watch() -> None:
+    store, clock = Store(), FakeClock()
+    expectations = Expectations(store, clock=clock)
+    view = CachedCluster(store, None, expectations)  # type: ignore[arg-type]
+    expectations.expect(Key("Job", "ns", "j"), "7")
+    with pytest.raises(CacheBehind):
+        view.get_job("ns", "j")
+    store.upsert("Job", obj("j", 6))
+    with pytest.raises(CacheBehind):
+        view.get_job("ns", "j")
+    store.upsert("Job", obj("j", 7))
+    assert view.get_job("ns", "j") is not None and len(expectations) == 0
+    expectations.expect(Key("TrainingJob", "ns", "m-v2"), "9")
+    with pytest.raises(CacheBehind):
+        view.list_custom("ns", "trainingjobs", "modelfleet.io/model=m")
+    clock.now += 31  # a lost event never stops the object for good
+    assert view.list_custom("ns", "trainingjobs", "modelfleet.io/model=m") == []
+
+
+# -- the pass boundary
+class RecordingKube:
+    def __init__(self, refuse: int | None = None) -> None:
+        self.patches: list[dict[str, Any]] = []
+        self.events: list[str] = []
+        self.refuse = refuse
+
+    def patch_status(self, plural: str, ns: str, name: str, status: dict[str, Any], rv: str | None) -> dict:
+        if self.refuse:
+            raise ApiException(status=self.refuse, reason="Conflict")
+        self.patches.append(status)
+        return {"metadata": {"name": name, "namespace": ns, "resourceVersion": str(int(rv or 0) + 1)}}
+
+    def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append(reason)
+
+
+def _tj_body(status: dict[str, Any] | None = None, rv: int = 1) -> dict[str, Any]:
+    return obj(
+        "t",
+        rv,
+        metadata={"generation": 1},
+        spec={
+            "framework": "sklearn",
+            "task": "classification",
+            "dataset": {"uri": "file:///d.csv", "target": "y"},
+            "training": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        },
+        status=status or {},
+    )
+
+
+def _boundary(kube: RecordingKube, reconcile: Any) -> Pass:
+    store = Store()
+    kind = Kind("TrainingJob", "trainingjobs", TrainingJob, reconcile)
+    view = CachedCluster(store, kube, Expectations(store))  # type: ignore[arg-type]
+    deps = PassDeps(view, OperatorConfig(), lambda url: None)  # type: ignore[arg-type]
+    return Pass({"TrainingJob": kind}, deps, kube, Expectations(store), lambda: T0)  # type: ignore[arg-type]
+
+
+def test_a_pass_that_changes_nothing_writes_nothing() -> None:
+    kube = RecordingKube()
+
+    def unchanged(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        return Outcome(o.status)
+
+    body = _tj_body({"phase": "Pending", "conditions": []})
+    result = _boundary(kube, unchanged).run(Key("TrainingJob", "ns", "t"), body)
+    assert result.result == "success" and kube.patches == [] and kube.events == []
+
+
+def test_a_refused_status_patch_posts_only_the_events_of_writes_already_made() -> None:
+    kube = RecordingKube(refuse=409)
+
+    def decides(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        o.status.phase = "Running"
+        return Outcome(o.status, [Event("Normal", "TrainingStarted", "x", action=True), Event("Normal", "Noted", "y")])
+
+    result = _boundary(kube, decides).run(Key("TrainingJob", "ns", "t"), _tj_body())
+    assert result.result == "conflict" and result.again is not None
+    assert kube.events == ["TrainingStarted"]
+
+
+def test_an_invalid_spec_is_said_once_and_errors_never_escape_the_pass() -> None:
+    kube = RecordingKube()
+
+    def invalid(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        raise InvalidSpec("spec.training.estimator: not allowed")
+
+    boundary = _boundary(kube, invalid)
+    assert boundary.run(Key("TrainingJob", "ns", "t"), _tj_body()).result == "invalid"
+    assert kube.events == ["InvalidSpec"] and kube.patches[0]["phase"] == "Invalid"
+    already = {**kube.patches[0], "observedGeneration": 1}
+    # The body the pass read is older than the status it just wrote: it waits for the watch, deciding nothing.
+    assert boundary.run(Key("TrainingJob", "ns", "t"), _tj_body(already)).result == "waiting"
+    assert boundary.run(Key("TrainingJob", "ns", "t"), _tj_body(already, rv=2)).result == "invalid"
+    assert kube.events == ["InvalidSpec"]  # the same message is not posted again
+
+    def broken(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        raise RuntimeError("a bug")
+
+    result = _boundary(kube, broken).run(Key("TrainingJob", "ns", "t"), _tj_body())
+    assert result.result == "error" and result.backoff
+
+    def throttled(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        e = ApiException(status=429, reason="Too Many Requests")
+        e.headers = {"Retry-After": "7"}
+        raise e
+
+    result = _boundary(kube, throttled).run(Key("TrainingJob", "ns", "t"), _tj_body())
+    assert (result.result, result.again, result.backoff) == ("retry", 7.0, True)
