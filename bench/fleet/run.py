@@ -9,7 +9,8 @@ DriftPolicy. Measured in one run, printed as a table:
 
 - time until all N are Ready, next to the **write floor**: a direct client (as many threads as the operator has
   workers, no rate limit) creating and status-patching the same objects the operator creates (model, TrainingJob
-  and its status, Deployment, Service, two model status patches, four Events), in another namespace;
+  and its status, Deployment, Service, two model status patches, four Events), in another namespace, until those
+  Deployments are available (one replica each on KWOK nodes, as the operator's);
 - the operator's peak and idle RSS, and its CPU while idle;
 - idle API requests/s, from the API server's own `apiserver_request_total` (watches excluded), minus the same window
   before the operator started, and the operator's own request counter;
@@ -53,18 +54,26 @@ PODS_PER_NODE = 100
 IDLE_WINDOW = 60.0
 
 
-def apiserver_requests(kube: Kube) -> float:
-    """Requests the API server has served (every client; watches and non-resource paths excluded)."""
+def apiserver_requests(kube: Kube) -> dict[str, float]:
+    """Requests the API server has served, by "VERB resource" (every client; watches and non-resource paths
+    excluded)."""
     text = kube.run("get", "--raw", "/metrics").stdout
-    total = 0.0
+    totals: dict[str, float] = {}
     for line in text.splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
         labels, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
-        if 'verb="WATCH"' in labels or 'resource=""' in labels:
+        fields = dict(kv.split("=", 1) for kv in labels.split(",") if "=" in kv)
+        verb, resource = fields.get("verb", "").strip('"'), fields.get("resource", "").strip('"')
+        if verb == "WATCH" or not resource:
             continue
-        total += float(value)
-    return total
+        key = f"{verb} {resource}"
+        totals[key] = totals.get(key, 0.0) + float(value)
+    return totals
+
+
+def rates(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    return {k: (after.get(k, 0.0) - before.get(k, 0.0)) / seconds for k in after if after.get(k) != before.get(k)}
 
 
 def proc_stat(pid: int) -> tuple[float, float, float]:
@@ -121,8 +130,9 @@ def writes(op: OperatorProcess) -> float:
     return sum(op.counter("modelfleet_api_requests_total", verb=v) for v in ("POST", "PATCH", "PUT", "DELETE"))
 
 
-def write_floor(api: client.ApiClient, namespace: str, n: int, threads: int) -> float:
-    """Seconds a direct client takes for the writes the operator makes for n served models."""
+def write_floor(api: client.ApiClient, namespace: str, n: int, threads: int, apps: client.AppsV1Api) -> float:
+    """Seconds a direct client takes for the writes the operator makes for n served models, until their
+    Deployments are available (one replica each on the KWOK nodes, as the operator's)."""
     custom, apps, core = client.CustomObjectsApi(api), client.AppsV1Api(api), client.CoreV1Api(api)
 
     def one(i: int) -> None:
@@ -148,9 +158,18 @@ def write_floor(api: client.ApiClient, namespace: str, n: int, threads: int) -> 
             "kind": "Deployment",
             "metadata": {"name": name, "namespace": namespace, "ownerReferences": owner},
             "spec": {
-                "replicas": 0,
+                "replicas": 1,
                 "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "s", "image": "x"}]}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {"name": "s", "image": "x", "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}
+                        ],
+                        "nodeSelector": ON_KWOK["nodeSelector"],
+                        "tolerations": ON_KWOK["tolerations"],
+                    },
+                },
             },
         }
         apps.patch_namespaced_deployment(
@@ -183,7 +202,12 @@ def write_floor(api: client.ApiClient, namespace: str, n: int, threads: int) -> 
 
     started = time.monotonic()
     parallel(one, n, threads)
-    return time.monotonic() - started
+    while time.monotonic() - started < 1800:
+        items = apps.list_namespaced_deployment(namespace).items
+        if sum(1 for d in items if (d.status.available_replicas or 0) >= 1) >= n:
+            return time.monotonic() - started
+        time.sleep(5)
+    raise SystemExit("bench: the floor's Deployments did not become available in 30 min")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -204,7 +228,7 @@ def measure(kube: Kube, kubeconfig: Path, n: int, args: argparse.Namespace, tmp:
 
     before = apiserver_requests(kube)
     time.sleep(IDLE_WINDOW / 2)
-    baseline = (apiserver_requests(kube) - before) / (IDLE_WINDOW / 2)
+    baseline = sum(rates(before, apiserver_requests(kube), IDLE_WINDOW / 2).values())
 
     extra = [f"--namespace={namespace}", f"--workers={args.workers}"]
     if args.api_qps:
@@ -228,10 +252,10 @@ def measure(kube: Kube, kubeconfig: Path, n: int, args: argparse.Namespace, tmp:
         while ready_count(custom, namespace) < n:
             if time.monotonic() - started > args.timeout:
                 raise SystemExit(f"bench: only {ready_count(custom, namespace)}/{n} Ready after {args.timeout}s")
-            time.sleep(2)
+            time.sleep(5)
         row["ready_s"] = time.monotonic() - started
         _, _, peak = proc_stat(op.proc.pid)
-        row["floor_s"] = write_floor(api, floor_ns, n - 1, args.workers)
+        row["floor_s"] = write_floor(api, floor_ns, n - 1, args.workers, apps)
         settle(op)
 
         cpu0, _, _ = proc_stat(op.proc.pid)
@@ -239,12 +263,14 @@ def measure(kube: Kube, kubeconfig: Path, n: int, args: argparse.Namespace, tmp:
         time.sleep(IDLE_WINDOW)
         cpu1, rss, peak = proc_stat(op.proc.pid)
         api1, own1 = apiserver_requests(kube), op.counter("modelfleet_api_requests_total")
+        idle = rates(api0, api1, IDLE_WINDOW)
         row.update(
             peak_rss=peak,
             idle_rss=rss,
             idle_cpu=100 * (cpu1 - cpu0) / IDLE_WINDOW,
-            idle_api=(api1 - api0) / IDLE_WINDOW - baseline,
+            idle_api=sum(idle.values()) - baseline,
             idle_own=(own1 - own0) / IDLE_WINDOW,
+            idle_top=", ".join(f"{k} {v:.1f}/s" for k, v in sorted(idle.items(), key=lambda kv: -kv[1])[:4]),
         )
 
         rng = random.Random(seed)
@@ -305,7 +331,7 @@ def main() -> int:
             kube = Kube(cluster.kubeconfig, find_binaries() / "kubectl")
             kube.run("apply", "--server-side", "-f", str(ROOT / "crds"))
             kube.run("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=modelfleet")
-            nodes = math.ceil(max(sizes) / PODS_PER_NODE) + 1
+            nodes = math.ceil(2 * max(sizes) / PODS_PER_NODE) + 1  # the operator's serving pods and the floor's
             for i in range(2, nodes + 2):
                 node = json.dumps(desired_gpu_node(i, 0))  # server-side: a Node's status is kept on create
                 kube.run("apply", "--server-side", "--force-conflicts", "-f", "-", input=node)
@@ -324,6 +350,8 @@ def main() -> int:
             f"({r['idle_own']:.2f}) | {r['change_p50']:.2f} / {r['change_p99']:.2f} "
             f"| {r['restart_writes']:.0f}, {r['restart_first_s']:.1f} | {r['delete_s']:.1f} |"
         )
+    for r in rows:
+        print(f"idle API requests at {r['models']:,} models, busiest: {r['idle_top']}")
     return 0
 
 

@@ -101,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument(
         "--api-qps",
         type=float,
-        help="Kubernetes API requests per second after the burst (default: $MODELFLEET_API_QPS, 50)",
+        help="Kubernetes API requests per second after the burst (default: $MODELFLEET_API_QPS, 100)",
     )
-    op.add_argument("--api-burst", type=int, help="requests allowed at once (default: $MODELFLEET_API_BURST, 100)")
+    op.add_argument("--api-burst", type=int, help="requests allowed at once (default: $MODELFLEET_API_BURST, 200)")
     op.add_argument("--workers", type=int, help="reconcile passes run at once (default: $MODELFLEET_WORKERS, 8)")
     op.add_argument("--log-format", choices=["plain", "json"], default="plain")
     op.add_argument("--verbose", action="store_true")

@@ -134,9 +134,9 @@ class OperatorConfig:
     """How long a key waits after a watch event, so that a burst of events (a pod starting) costs one pass."""
     workers: int = 8
     """Reconcile passes run at once (worker threads)."""
-    api_qps: float = 50.0
+    api_qps: float = 100.0
     """Kubernetes API requests per second once the burst is spent (client-go's --kube-api-qps)."""
-    api_burst: int = 100
+    api_burst: int = 200
     """Requests allowed at once (client-go's --kube-api-burst)."""
     stop_seconds: float = 10.0
     """On SIGTERM, how long passes in flight may take before they are abandoned (below the chart's

@@ -104,6 +104,8 @@ def run(
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    if not verbose:  # one "Handler ... succeeded" line per watch event is noise (and CPU) at fleet scale
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # The liveness endpoint is served by Kopf itself and answers while the event loop runs: it does not depend on
     # the API server, so an API outage does not get the operator restarted.
     kopf.run(

@@ -558,3 +558,54 @@ def test_gpu_utilisation_of_a_run_from_a_scraped_dcgm_exporter(namespace: str, t
     finally:
         prom.stop()
         exporter.shutdown()
+
+
+def test_built_in_checks_read_per_namespace_give_each_policy_its_own_reading(
+    kube: Kube, namespace: str, prometheus_dir: Path
+) -> None:
+    from modelfleet.api.v1alpha1.driftpolicy import Check
+    from modelfleet.reconcilers.drift_batch import GroupReadings, group_of
+    from modelfleet.reconcilers.drift_queries import check_queries, read_check
+
+    now = time.time()
+    times = [now - 15.0 * (39 - i) for i in range(40)]
+    series = []
+    # Three models in one namespace: steady drift, drift only lately, and a NaN on one feature.
+    for model, tail in (("steady", 0.6), ("late", 0.05), ("broken", float("nan"))):
+        labels = {"namespace": namespace, "model": model, "version": "1", "instance": f"{model}:8080"}
+        tenure = [0.6] * 30 + [tail] * 10 if model != "late" else [0.05] * 36 + [0.7] * 4
+        for feature, values in (("tenure", tenure), ("age", [0.01] * 40)):
+            points = list(zip(times, values, strict=True))
+            series.append(("modelfleet_feature_drift", {**labels, "feature": feature, "statistic": "psi"}, points))
+        series.append(("modelfleet_drift_window_rows", labels, [(t, 500.0) for t in times]))
+    prom = PrometheusServer(prometheus_dir)
+    prom.backfill(openmetrics(series))
+    prom.start()
+    try:
+        client = Prometheus(prom.url)
+        at = datetime.datetime.now(datetime.UTC)
+        groups = GroupReadings()
+        seen: dict[tuple[str, float, bool], Any] = {}
+        for check in (
+            Check.model_validate({"name": "psi", "statistic": "psi", "threshold": 0.2}),
+            Check.model_validate({"name": "psi", "statistic": "psi", "threshold": 0.2, "features": ["age"]}),
+        ):
+            for for_seconds in (0.0, 300.0):
+                key = group_of(check, namespace=namespace, url=prom.url, for_seconds=for_seconds)
+                assert key is not None
+                for model in ("steady", "late", "broken", "absent"):
+                    q = check_queries(check, namespace=namespace, model=model, for_seconds=for_seconds, window="10m")
+                    alone = read_check(client, q, at)
+                    shared = groups.read(key, model, "psi", client, at, fresh=60)
+                    assert shared == alone, (model, for_seconds, check.features)
+                    seen[(model, for_seconds, bool(check.features))] = alone
+        assert seen[("steady", 300.0, False)].sustained == pytest.approx(0.6)
+        assert seen[("late", 0.0, False)].value == pytest.approx(0.7)
+        assert seen[("late", 300.0, False)].sustained == pytest.approx(0.05)  # breaching lately, not for 5 minutes
+        assert seen[("broken", 0.0, False)].error_reason == "NotANumber"
+        assert seen[("broken", 0.0, True)].value == pytest.approx(0.01)  # the NaN is on a feature not checked
+        assert seen[("absent", 0.0, False)].error_reason == "NoData"
+        # Four groups (two feature lists x two spans), each asked once for all four models.
+        assert groups.queries_run == 4
+    finally:
+        prom.stop()

@@ -200,3 +200,18 @@ def test_kustomize_install_applies_to_the_cluster(kube: Kube, crds: Path, tmp_pa
     finally:
         kube.run("delete", "namespace", "modelfleet-system", "--wait=false", check=False)
         kube.run("delete", "clusterrole,clusterrolebinding", "modelfleet-operator", "--ignore-not-found", check=False)
+
+
+def test_the_api_priority_objects_are_accepted_by_the_api_server_and_match_the_operator(kube: Kube) -> None:
+    docs = template("--set", "apiPriority.enabled=true", "--set", "apiPriority.queues=4")
+    level, schema = by_kind(docs, "PriorityLevelConfiguration")[0], by_kind(docs, "FlowSchema")[0]
+    assert not by_kind(template(), "FlowSchema")  # off by default: creating them needs cluster-admin
+    assert schema["spec"]["priorityLevelConfiguration"]["name"] == level["metadata"]["name"]
+    queuing = level["spec"]["limited"]["limitResponse"]["queuing"]
+    assert queuing["handSize"] <= queuing["queues"] == 4
+    account = by_kind(docs, "ServiceAccount")[0]["metadata"]
+    subject = schema["spec"]["rules"][0]["subjects"][0]["serviceAccount"]
+    assert (subject["name"], subject["namespace"]) == (account["name"], "modelfleet-system")
+    text = json.dumps({"apiVersion": "v1", "kind": "List", "items": [level, schema]})
+    res = kube.run("apply", "--dry-run=server", "-f", "-", input=text, check=False)
+    assert res.returncode == 0, res.stderr

@@ -11,16 +11,8 @@ import pytest
 from modelfleet.api.v1alpha1.driftpolicy import DriftPolicy
 from modelfleet.clients.prometheus import Sample
 from modelfleet.errors import PrometheusUnavailable
-from modelfleet.reconcilers.driftpolicy import (
-    CheckReading,
-    RetrainHistory,
-    check_queries,
-    decide,
-    evaluation_due,
-    history_of,
-    policy_queries,
-    read_check,
-)
+from modelfleet.reconcilers.drift_queries import CheckReading, check_queries, policy_queries, read_check
+from modelfleet.reconcilers.driftpolicy import RetrainHistory, decide, evaluation_due, history_of
 from modelfleet.status.conditions import get_condition
 
 T0 = datetime.datetime(2026, 11, 2, 12, 0, tzinfo=datetime.UTC)

@@ -182,9 +182,10 @@ def test_a_read_behind_the_operators_own_write_waits_for_the_watch() -> None:
         view.get_job("ns", "j")
     store.upsert("Job", obj("j", 7))
     assert view.get_job("ns", "j") is not None and len(expectations) == 0
-    expectations.expect(Key("TrainingJob", "ns", "m-v2"), "9")
+    expectations.expect(Key("TrainingJob", "ns", "m-v2"), "9", model="m")
     with pytest.raises(CacheBehind):
         view.list_custom("ns", "trainingjobs", "modelfleet.io/model=m")
+    assert view.list_custom("ns", "trainingjobs", "modelfleet.io/model=other") == []  # other models never wait
     clock.now += 31  # a lost event never stops the object for good
     assert view.list_custom("ns", "trainingjobs", "modelfleet.io/model=m") == []
 
@@ -280,3 +281,45 @@ def test_an_invalid_spec_is_said_once_and_errors_never_escape_the_pass() -> None
 
     result = _boundary(kube, throttled).run(Key("TrainingJob", "ns", "t"), _tj_body())
     assert (result.result, result.again, result.backoff) == ("retry", 7.0, True)
+
+
+# -- activity read per namespace
+def test_a_model_is_queued_only_when_its_activity_says_something_new() -> None:
+    from modelfleet.controller.activity import ActivityBoard
+    from modelfleet.reconcilers.utilization import Activity
+
+    board = ActivityBoard()
+    t = datetime.datetime(2026, 12, 2, 12, 0, tzinfo=datetime.UTC)
+    assert board.post("ns", "m", Activity(True, request_rate=0.0))  # the first reading
+    assert not board.post("ns", "m", Activity(True, request_rate=0.0))  # the same
+    assert board.post("ns", "m", Activity(True, request_rate=2.0, last_request=t))  # traffic starts
+    assert not board.post("ns", "m", Activity(True, request_rate=2.3, last_request=t + datetime.timedelta(seconds=5)))
+    assert board.get("ns", "m").request_rate == 2.3  # type: ignore[union-attr]  # passes read the latest anyway
+    assert board.post("ns", "m", Activity(True, request_rate=3.0, last_request=t))  # moved by more than a quarter
+    assert board.post("ns", "m", Activity(False, error="Prometheus down"))
+
+
+def test_one_namespace_query_set_answers_for_every_model() -> None:
+    from modelfleet.reconcilers.utilization import namespace_activity
+
+    class Sample:
+        def __init__(self, labels: dict[str, str], value: float) -> None:
+            self.labels, self.value = labels, value
+
+    asked: list[str] = []
+
+    class Prom:
+        def query(self, expr: str, at: Any = None) -> list[Sample]:
+            asked.append(expr)
+            if "model_info" in expr:
+                return [Sample({"model": "a"}, 2), Sample({"model": "b"}, 1)]
+            if "rate(" in expr:
+                return [Sample({"model": "a"}, 1.5), Sample({"model": "b"}, float("nan"))]
+            if "last_request" in expr:
+                return [Sample({"model": "a"}, 1_796_000_000.0)]
+            return [Sample({"pod": "b-1-x"}, 40.0), Sample({"pod": "b-1-y"}, 60.0), Sample({"pod": "other"}, 99.0)]
+
+    got = namespace_activity(Prom(), "ns", {"b-1-x": "b", "b-1-y": "b"})
+    assert len(asked) == 4 and all('namespace="ns"' in q and "by (" in q for q in asked)
+    assert got["a"].request_rate == 1.5 and got["a"].last_request is not None and got["a"].gpu_percent is None
+    assert got["b"].request_rate is None and got["b"].gpu_percent == 50.0  # a NaN rate is no evidence

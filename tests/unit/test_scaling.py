@@ -149,3 +149,26 @@ def test_server_options_from_the_spec() -> None:
 def objects_args(m: MLModel) -> list[str]:
     objs = desired_serving(name="f", namespace="ml", uid="u", spec=m.spec, version=version(1), config=OperatorConfig())
     return list(objs[0]["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_the_idle_deadline_is_when_the_next_pass_is_due_and_a_newer_request_moves_it() -> None:
+    from modelfleet.reconcilers.scaling import idle_deadline
+
+    m = serving_model()  # serving since T0 - 2 h, idleAfter 30m, never a request
+    assert idle_deadline(m.spec, m.status, None) == T0 - 2 * HOUR + 30 * datetime.timedelta(minutes=1)
+    assert idle_deadline(m.spec, m.status, seen(T0)) == T0 + 30 * datetime.timedelta(minutes=1)
+    assert idle_deadline(m.spec, m.status, Activity(False, error="down")) == T0 - 2 * HOUR + 30 * (HOUR / 60)
+    assert idle_deadline(model(**{"minReplicas": 1}).spec, m.status, None) is None  # never scales to zero
+
+
+def test_a_drift_policy_is_due_again_after_its_interval_or_its_back_off() -> None:
+    from modelfleet.reconcilers.driftpolicy import seconds_until_due
+    from tests.unit.test_drift_policy import policy
+
+    p = policy()  # interval 1m
+    p.status.last_evaluation_time = "2026-11-02T12:00:00Z"
+    assert seconds_until_due(p.spec, p.status, T0 + datetime.timedelta(seconds=20)) == 40.0
+    p.status.failed_evaluations = 3
+    assert seconds_until_due(p.spec, p.status, T0) == 480.0  # 1m x 2^3
+    p.status.failed_evaluations = 10
+    assert seconds_until_due(p.spec, p.status, T0) == 600.0  # at most 10 min

@@ -87,6 +87,11 @@ def _value(obj: Mapping[str, Any], path: str) -> Any:
     return node
 
 
+def _text(value: Any) -> str:
+    """A value as a selector compares it: a missing field matches "" (as `status.cachedFrom=` would)."""
+    return "" if value is None else str(value)
+
+
 def resource_version(obj: Mapping[str, Any] | None) -> int | None:
     """The object's resourceVersion as a number, where it is one (etcd revisions are; the API calls them opaque, so
     a version that is not a number is never compared)."""
@@ -162,7 +167,8 @@ class Store:
             return self._objects.get((kind, namespace), {}).get(name)
 
     def select(self, kind: str, namespace: str, match: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        """Objects whose labels ("label:<key>") and field paths equal `match`, through an index where there is one."""
+        """Objects whose labels ("label:<key>") and field paths equal `match` ("" matching a missing field), through
+        an index where there is one; only the matches are copied."""
         match = dict(match or {})
         with self._lock:
             objects = self._objects.get((kind, namespace), {})
@@ -172,7 +178,7 @@ class Store:
             else:
                 names = sorted(objects)
             found = [objects[n] for n in names if n in objects]
-            found = [o for o in found if all(str(_value(o, p)) == v for p, v in match.items())]
+            found = [o for o in found if all(_text(_value(o, p)) == v for p, v in match.items())]
             return copy.deepcopy(found)
 
     def keys(self, kind: str | None = None) -> list[Key]:

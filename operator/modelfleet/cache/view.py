@@ -17,9 +17,10 @@ from typing import Any
 from modelfleet.cache.store import Store, resource_version
 from modelfleet.clients.kube import Kube
 from modelfleet.errors import DependencyNotReady
-from modelfleet.vocabulary import LABEL_JOB_NAME, Key
+from modelfleet.vocabulary import LABEL_JOB_NAME, LABEL_MODEL, Key
 
 EXPECTATION_SECONDS = 30.0
+ARTIFACT_SECONDS = 30.0
 GONE = "gone"
 log = logging.getLogger(__name__)
 KIND_OF_PLURAL = {"mlmodels": "MLModel", "trainingjobs": "TrainingJob", "driftpolicies": "DriftPolicy"}
@@ -31,7 +32,8 @@ class CacheBehind(DependencyNotReady):
     reason = "CacheBehind"
 
     def __init__(self, key: Key) -> None:
-        super().__init__(f"waiting for the watch to show {key} as written", delay=2.0)
+        # The watch event that shows the write queues the pass again; the delay is only a fallback.
+        super().__init__(f"waiting for the watch to show {key} as written", delay=5.0)
 
 
 class Expectations:
@@ -41,12 +43,15 @@ class Expectations:
         self.store, self._clock = store, clock
         self._lock = threading.Lock()
         self._pending: dict[Key, tuple[str, float]] = {}
+        self._groups: dict[Key, str] = {}  # key -> the model it belongs to (lists by model wait only for theirs)
 
-    def expect(self, key: Key, version: str | None) -> None:
+    def expect(self, key: Key, version: str | None, model: str | None = None) -> None:
         if version is None:
             return
         with self._lock:
             self._pending[key] = (version, self._clock() + EXPECTATION_SECONDS)
+            if model:
+                self._groups[key] = model
 
     def expect_gone(self, key: Key) -> None:
         with self._lock:
@@ -74,18 +79,22 @@ class Expectations:
             with self._lock:
                 if self._pending.get(key) == pending:
                     del self._pending[key]
+                    self._groups.pop(key, None)
             return
         if self._clock() > deadline:
             log.warning("the watch never showed %s at %s; going on without it", key, want)
             with self._lock:
                 self._pending.pop(key, None)
+                self._groups.pop(key, None)
             return
         raise CacheBehind(key)
 
-    def check_kind(self, kind: str, namespace: str) -> None:
-        """Raises CacheBehind while any write of that kind in the namespace is not yet seen (before a list)."""
+    def check_model(self, kind: str, namespace: str, model: str) -> None:
+        """Raises CacheBehind while a write of that kind belonging to `model` is not yet seen (before a list of the
+        model's objects: the writes of other models in the namespace never hold it up)."""
         with self._lock:
             keys = [k for k in self._pending if k.kind == kind and k.namespace == namespace]
+            keys = [k for k in keys if self._groups.get(k) == model]
         for key in keys:
             self.check(key)
 
@@ -109,6 +118,8 @@ class CachedCluster:
 
     def __init__(self, store: Store, kube: Kube, expectations: Expectations) -> None:
         self.store, self.kube, self.expectations = store, kube, expectations
+        self._lock = threading.Lock()
+        self._artifacts: dict[tuple[str, str], tuple[float, bool | None]] = {}
 
     # -- reads
     def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -135,22 +146,38 @@ class CachedCluster:
         self, namespace: str, plural: str, selector: str | None = None, *, fields: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:
         kind = KIND_OF_PLURAL[plural]
-        self.expectations.check_kind(kind, namespace)
-        return self.store.select(kind, namespace, {**_selector(selector), **dict(fields or {})})
+        match = {**_selector(selector), **dict(fields or {})}
+        # A model's own list waits for the runs this operator created for it; a search by other fields (the cache
+        # source by fingerprint) takes the cache as it is: a run it cannot see yet is simply not reused.
+        model = match.get(f"label:{LABEL_MODEL}")
+        if model:
+            self.expectations.check_model(kind, namespace, model)
+        return self.store.select(kind, namespace, match)
 
     # Claims and volumes are read only when a run is about to start (change-driven, rare): not worth a watch.
     def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.kube.get_claim(namespace, name)
 
     def artifact_exists(self, namespace: str, uri: str) -> bool | None:
-        return self.kube.artifact_exists(namespace, uri)
+        """Asked of the API server (claim, volume) and remembered for ARTIFACT_SECONDS: a burst of cache hits of one
+        artifact looks once."""
+        now = time.monotonic()
+        with self._lock:
+            known = self._artifacts.get((namespace, uri))
+        if known is not None and now - known[0] < ARTIFACT_SECONDS:
+            return known[1]
+        found = self.kube.artifact_exists(namespace, uri)
+        with self._lock:
+            self._artifacts[(namespace, uri)] = (now, found)
+        return found
 
     # -- writes
     def create_custom(self, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any] | None:
         created = self.kube.create_custom(namespace, plural, body)
         if created is not None:
             key = Key(KIND_OF_PLURAL[plural], namespace, str(created["metadata"]["name"]))
-            self.expectations.expect(key, created["metadata"].get("resourceVersion"))
+            model = (created["metadata"].get("labels") or {}).get(LABEL_MODEL)
+            self.expectations.expect(key, created["metadata"].get("resourceVersion"), model)
         return created
 
     def create_claim(self, body: dict[str, Any]) -> bool:

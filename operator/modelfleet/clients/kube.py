@@ -176,7 +176,7 @@ class Kube:
                 )
         resp = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
         items = list(self._json(resp)["items"])
-        return [o for o in items if all(_field(o, path) == value for path, value in (fields or {}).items())]
+        return [o for o in items if all((_field(o, path) or "") == value for path, value in (fields or {}).items())]
 
     def get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         return self._get(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)

@@ -28,6 +28,7 @@ from modelfleet.config import OperatorConfig
 from modelfleet.errors import DependencyNotReady, InvalidSpec
 from modelfleet.metrics import RECONCILE_SECONDS, RECONCILE_TOTAL
 from modelfleet.reconcilers.common import parse
+from modelfleet.reconcilers.drift_batch import GroupReadings
 from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.status.conditions import FALSE, get_condition, set_condition
 from modelfleet.vocabulary import Key
@@ -55,6 +56,7 @@ class PassDeps:
     config: OperatorConfig
     prometheus_for: Callable[[str], Any]
     activity: Any = None  # controller.activity.ActivityBoard
+    drift: GroupReadings | None = None  # built-in drift checks, read per namespace and shared
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from modelfleet.controller.activity import ActivityBoard, ActivityScanner
 from modelfleet.controller.boundary import Kind, Pass, PassDeps, PassResult
 from modelfleet.controller.routing import OURS, queued_by
 from modelfleet.metrics import CACHE_OBJECTS, WORKQUEUE_DEPTH, WORKQUEUE_RETRIES
+from modelfleet.reconcilers.drift_batch import GroupReadings
 from modelfleet.vocabulary import (
     LEGACY_FINALIZER,
     MANAGED_BY,
@@ -70,7 +71,11 @@ class Controller:
         self.view = CachedCluster(self.store, kube, self.expectations)
         self.activity = ActivityBoard()
         self.passes = Pass(
-            kinds, PassDeps(self.view, config, prometheus_for, self.activity), kube, self.expectations, clock
+            kinds,
+            PassDeps(self.view, config, prometheus_for, self.activity, GroupReadings()),
+            kube,
+            self.expectations,
+            clock,
         )
         self.scanner = ActivityScanner(self.store, self.activity, config, prometheus_for, self.queue.add)
         self.forget = dict(forget or {})

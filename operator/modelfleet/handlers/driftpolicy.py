@@ -63,7 +63,7 @@ def _count(obj: DriftPolicy, outcome: str, conditions: Iterable[Condition]) -> N
 def reconcile(obj: DriftPolicy, generation: int | None, deps: PassDeps, now: Any) -> Outcome:
     if not obj.status.conditions:
         obj.status = initial_status(obj, generation, now)
-    plan, _ = reconcile_driftpolicy(obj, generation, deps.kube, deps.config, now, deps.prometheus_for)
+    plan, _ = reconcile_driftpolicy(obj, generation, deps.kube, deps.config, now, deps.prometheus_for, deps.drift)
     events = [Event(*e, action=e[1] == "RetrainTriggered") for e in plan.events]
     outcome = Outcome(plan.status, events, requeue_after=seconds_until_due(obj.spec, plan.status, now))
     if plan.outcome != "not-due":

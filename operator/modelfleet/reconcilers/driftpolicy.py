@@ -1,4 +1,5 @@
-"""DriftPolicy: PromQL for each check (pure) -> read Prometheus -> decide (pure) -> create a drift TrainingJob.
+"""DriftPolicy: PromQL for each check (drift_queries.py, pure) -> read Prometheus (per namespace for built-in checks:
+drift_batch.py) -> decide (pure, here) -> create a drift TrainingJob.
 
 Hysteresis lives in Prometheus, not in operator memory: a check breaches "for" `trigger.for` when the lowest value of
 the check over that span (a subquery) is above the threshold and the span is fully covered by data. So an operator
@@ -11,8 +12,6 @@ Safety rule: if any check cannot be evaluated (Prometheus down or slow, an empty
 from __future__ import annotations
 
 import datetime
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,128 +20,22 @@ from modelfleet.api.v1alpha1.common import parse_duration
 from modelfleet.api.v1alpha1.driftpolicy import Check, CheckStatus, DriftPolicy, DriftPolicyStatus
 from modelfleet.api.v1alpha1.mlmodel import MLModel
 from modelfleet.builders.training import LABEL_MODEL, LABEL_VERSION, training_fingerprint
-from modelfleet.errors import DependencyNotReady, PrometheusUnavailable
+from modelfleet.errors import DependencyNotReady
 from modelfleet.reconcilers.common import parse
+from modelfleet.reconcilers.drift_batch import GroupReadings, freshness, group_of
+from modelfleet.reconcilers.drift_queries import (
+    CheckQueries,
+    CheckReading,
+    GpuReading,
+    policy_queries,
+    read_check,
+    read_gpu_idle,
+)
 from modelfleet.reconcilers.mlmodel import desired_model_trainingjob
-from modelfleet.reconcilers.utilization import gpu_coverage_query, gpu_percent_query, serving_pods
 from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, parse_time, rfc3339
 
 MAX_BACKOFF_SECONDS = 600.0
 WEEK = datetime.timedelta(days=7)
-
-
-# --- PromQL
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _regex_alternatives(values: Sequence[str]) -> str:
-    return "|".join(re.sub(r"([.*+?^${}()|\[\]\\])", r"\\\1", v) for v in values)
-
-
-def subquery_step(for_seconds: float) -> float:
-    """Resolution of the `for` subquery: a sixtieth of the span, between 1 s and 15 s. At or below the usual scrape
-    intervals (15-60 s), so the subquery sees every sample and a dip between two steps cannot be missed (a coarser
-    step aliased a value flapping at the scrape rate into "always breaching")."""
-    return min(15.0, max(1.0, for_seconds / 60))
-
-
-def _seconds(value: float) -> str:
-    return f"{round(value)}s"
-
-
-@dataclass(frozen=True)
-class CheckQueries:
-    name: str
-    values: str  # an instant vector: per feature for built-in checks, the user's series for custom ones
-    sustained: str | None  # min over `for` of the check's value; None when `for` is zero
-    coverage: str | None  # how many subquery points had data
-    points: int  # how many points a fully covered span has
-
-
-def check_queries(check: Check, *, namespace: str, model: str, for_seconds: float, window: str) -> CheckQueries:
-    if check.statistic is not None:
-        selector = f"namespace={_quote(namespace)},model={_quote(model)}"
-        drift_selector = f"{selector},statistic={_quote(check.statistic)}"
-        if check.features:
-            drift_selector += f",feature=~{_quote(_regex_alternatives(check.features))}"
-        drift = f"modelfleet_feature_drift{{{drift_selector}}}"
-        rows = f"modelfleet_drift_window_rows{{{selector}}}"
-        # Across the model's pods, each pod's value weighted by the rows in its window.
-        values = (
-            f"sum by (feature) ({drift} * on (instance) group_left {rows})"
-            f" / sum by (feature) (({drift} * 0 + 1) * on (instance) group_left {rows})"
-        )
-    else:
-        assert check.query is not None
-        values = (
-            check.query.replace("$namespace", _quote(namespace)[1:-1])
-            .replace("$model", _quote(model)[1:-1])
-            .replace("$window", window)
-        )
-    if for_seconds <= 0:
-        return CheckQueries(check.name, values, None, None, 0)
-    step = subquery_step(for_seconds)
-    span = f"[{_seconds(for_seconds)}:{_seconds(step)}]"
-    return CheckQueries(
-        check.name,
-        values,
-        sustained=f"min_over_time((max({values})){span})",
-        coverage=f"count_over_time((max({values})){span})",
-        points=int(for_seconds // step),
-    )
-
-
-def policy_queries(policy: DriftPolicy, namespace: str) -> list[CheckQueries]:
-    for_seconds = parse_duration(policy.spec.trigger.for_)
-    model = policy.spec.model_ref.name
-    return [
-        check_queries(c, namespace=namespace, model=model, for_seconds=for_seconds, window=policy.spec.window)
-        for c in policy.spec.checks
-    ]
-
-
-# --- readings
-@dataclass(frozen=True)
-class CheckReading:
-    name: str
-    value: float | None = None
-    feature: str | None = None
-    sustained: float | None = None  # None when the span is not fully covered (or `for` is zero: use value)
-    error: str | None = None
-    error_reason: str = "PrometheusUnavailable"
-
-
-def _usable(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))
-
-
-def read_check(prometheus: Any, queries: CheckQueries, now: datetime.datetime) -> CheckReading:
-    """Runs one check's queries. Every failure becomes a reading with an error, never an exception."""
-    try:
-        samples = prometheus.query(queries.values, at=now)
-        if not samples:
-            return CheckReading(queries.name, error="the query returned no data", error_reason="NoData")
-        bad = [s for s in samples if not _usable(s.value)]
-        if bad:
-            return CheckReading(
-                queries.name,
-                error=f"the query returned {bad[0].value} {bad[0].labels or ''}",
-                error_reason="NotANumber",
-            )
-        worst = max(samples, key=lambda s: s.value)
-        sustained = None
-        if queries.sustained is not None and queries.coverage is not None:
-            covered = prometheus.query(queries.coverage, at=now)
-            lowest = prometheus.query(queries.sustained, at=now)
-            enough = bool(covered) and covered[0].value >= queries.points
-            if enough and lowest and _usable(lowest[0].value):
-                sustained = lowest[0].value
-        else:
-            sustained = worst.value
-        return CheckReading(queries.name, worst.value, worst.labels.get("feature"), sustained)
-    except PrometheusUnavailable as e:
-        return CheckReading(queries.name, error=str(e))
 
 
 # --- decision
@@ -345,30 +238,6 @@ def _finish(plan: PolicyPlan, c: ConditionEditor) -> PolicyPlan:
     return plan
 
 
-@dataclass(frozen=True)
-class GpuReading:
-    """The serving GPUs' highest utilisation over the rule's `for`, and whether data covers that whole span."""
-
-    peak_percent: float | None = None
-    covered: bool = False
-    error: str | None = None
-
-
-def read_gpu_idle(
-    prometheus: Any, namespace: str, model: str, for_seconds: float, now: datetime.datetime
-) -> GpuReading:
-    span, step = _seconds(for_seconds), subquery_step(for_seconds)
-    pods = serving_pods(model)
-    try:
-        peak = prometheus.query(gpu_percent_query(namespace, pods, span, over="max", across="max"), at=now)
-        covered = prometheus.query(gpu_coverage_query(namespace, pods, span, _seconds(step)), at=now)
-    except PrometheusUnavailable as e:
-        return GpuReading(error=str(e))
-    if not peak or not _usable(peak[0].value):
-        return GpuReading(error="no GPU series (DCGM exporter) for the model's serving pods")
-    return GpuReading(peak[0].value, bool(covered) and covered[0].value >= int(for_seconds // step))
-
-
 def decide_utilization(
     policy: DriftPolicy, plan: PolicyPlan, reading: GpuReading, *, generation: int | None, now: datetime.datetime
 ) -> None:
@@ -449,9 +318,11 @@ def reconcile_driftpolicy(
     config: Any,
     now: datetime.datetime,
     prometheus_for: Any,
+    groups: GroupReadings | None = None,
 ) -> tuple[PolicyPlan, str | None]:
     """One evaluation when due: (plan, name of the TrainingJob created or None). `prometheus_for(url)` gives a
-    client; tests and the operator pass the real one."""
+    client; tests and the operator pass the real one. With `groups`, built-in checks are read for the whole
+    namespace at once and shared between policies (drift_batch.py); without, each policy asks for its own."""
     if not evaluation_due(policy, generation, now):
         return PolicyPlan(status=policy.status), None
     namespace = str(policy.metadata["namespace"])
@@ -465,12 +336,18 @@ def reconcile_driftpolicy(
     prometheus = prometheus_for(url)
     model = parse(MLModel, raw_model)
     too_small = unmeasured_reference(model)
-    readings = [
-        CheckReading(q.name, error=too_small, error_reason="ReferenceTooSmall")
-        if too_small and check.statistic is not None
-        else read_check(prometheus, q, now)
-        for check, q in zip(policy.spec.checks, policy_queries(policy, namespace), strict=True)
-    ]
+    for_seconds = parse_duration(policy.spec.trigger.for_)
+
+    def reading(check: Check, q: CheckQueries) -> CheckReading:
+        if too_small and check.statistic is not None:
+            return CheckReading(q.name, error=too_small, error_reason="ReferenceTooSmall")
+        group = group_of(check, namespace=namespace, url=url, for_seconds=for_seconds) if groups else None
+        if groups is not None and group is not None:
+            fresh = freshness(parse_duration(policy.spec.interval))
+            return groups.read(group, model_name, q.name, prometheus, now, fresh)
+        return read_check(prometheus, q, now)
+
+    readings = [reading(c, q) for c, q in zip(policy.spec.checks, policy_queries(policy, namespace), strict=True)]
     plan = decide(policy, readings, history, generation=generation, now=now)
     if policy.spec.utilization is not None:
         gpu = read_gpu_idle(prometheus, namespace, model_name, parse_duration(policy.spec.utilization.for_), now)

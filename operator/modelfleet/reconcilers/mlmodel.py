@@ -454,7 +454,8 @@ def reconcile_mlmodel(
         for obj in plan.apply:
             kube.apply(obj)
         for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
-            if kind not in kinds:  # no longer wanted (e.g. maxReplicas lowered)
+            # No longer wanted (e.g. maxReplicas lowered); on the first rollout there is nothing to delete.
+            if kind not in kinds and deployment is not None:
                 kube.delete_if_exists(kind, namespace, name)
     deadline = idle_deadline(spec, plan.status, activity) if deployment is not None else None
     if deadline is not None:  # scale to zero is due then, unless a request comes first

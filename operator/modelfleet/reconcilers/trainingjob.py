@@ -31,6 +31,7 @@ from modelfleet.reconcilers.common import check_training
 from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.reconcilers.utilization import read_training_gpu_percent
 from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, parse_time, rfc3339
+from modelfleet.vocabulary import is_true
 
 TERMINAL = ("Succeeded", "Failed")
 ARTIFACT_STORE_UNAVAILABLE = "ArtifactStoreUnavailable"
@@ -81,22 +82,21 @@ def fingerprint_of(tj: TrainingJob, config: OperatorConfig) -> str:
 def find_cache_source(
     candidates: Sequence[dict[str, Any]], fingerprint: str, exclude: str, exists: Callable[[str], bool | None]
 ) -> dict[str, Any] | None:
-    """The oldest succeeded TrainingJob with this fingerprint whose artifact is not known to be gone."""
+    """The oldest succeeded TrainingJob with this fingerprint whose artifact is not known to be gone. Presence is
+    asked oldest first and only until one is there: a fleet of cache hits of one run costs one look, not one per
+    earlier hit."""
 
-    def ok(obj: dict[str, Any]) -> bool:
+    def recorded(obj: dict[str, Any]) -> bool:
         st = obj.get("status") or {}
-        succeeded = any(c.get("type") == "Succeeded" and c.get("status") == TRUE for c in st.get("conditions") or [])
-        uri = (st.get("result") or {}).get("artifactUri")
         return (
             obj["metadata"]["name"] != exclude
             and st.get("fingerprint") == fingerprint
-            and succeeded
-            and bool(uri)
-            and exists(str(uri)) is not False
+            and is_true(obj, "Succeeded")
+            and bool((st.get("result") or {}).get("artifactUri"))
         )
 
-    found = sorted((o for o in candidates if ok(o)), key=lambda o: o["metadata"].get("creationTimestamp", ""))
-    return found[0] if found else None
+    found = sorted((o for o in candidates if recorded(o)), key=lambda o: o["metadata"].get("creationTimestamp", ""))
+    return next((o for o in found if exists(str(o["status"]["result"]["artifactUri"])) is not False), None)
 
 
 def parse_result(message: str | None) -> tuple[TrainingResult | None, str]:
@@ -387,7 +387,11 @@ def reconcile_trainingjob(
     # when the dataset URI and the spec are unchanged (the file behind the URI is what changed).
     if job is None and tj.status.job_name is None and spec.reason != "drift":
         cache = find_cache_source(
-            kube.list_custom(namespace, "trainingjobs", fields={"status.fingerprint": fingerprint}),
+            # Runs that trained (a cache hit records the run it reused, whose artifact it points at): a fleet of
+            # hits of one run makes one candidate, not thousands.
+            kube.list_custom(
+                namespace, "trainingjobs", fields={"status.fingerprint": fingerprint, "status.cachedFrom": ""}
+            ),
             fingerprint,
             name,
             lambda uri: kube.artifact_exists(namespace, uri),
