@@ -127,8 +127,8 @@ def main() -> int:
     )
     say(f"     operator running (log: {log})")
     try:
-        # The operator runs before the previous run's namespace goes: Kopf keeps a finalizer on every object with a
-        # timer, and only a running operator releases it, so only then does the deletion complete.
+        # The previous run's namespace goes first. Nothing of ours holds it (no finalizers); a namespace left by an
+        # older version loses its finalizers when this operator starts, which is why the operator runs first.
         cluster.kubectl("delete", "namespace", NS, "--wait=true", "--timeout=120s", check=False)
         kubectl("create", "namespace", NS)
         wait(lambda: cluster.kubectl("get", "sa", "default", "-n", NS, check=False).returncode == 0, 60, "namespace")

@@ -34,31 +34,26 @@ class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the variable and the value."""
 
 
-def _seconds(name: str, default: float) -> float:
-    """A positive number of seconds from the environment variable `name`, or the default when it is unset."""
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
-    return value
-
-
-def _rate(name: str, default: float) -> float:
+def _positive(name: str, default: float, unit: str) -> float:
+    """A positive number (of `unit`) from the environment variable `name`, or the default when it is unset."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of requests per second") from None
+        raise ConfigError(f"{name}={raw!r} is not a number of {unit}") from None
     if not 0 < value < float("inf"):
-        raise ConfigError(f"{name}={raw!r} must be a positive number of requests per second")
+        raise ConfigError(f"{name}={raw!r} must be a positive number of {unit}")
     return value
+
+
+def _seconds(name: str, default: float) -> float:
+    return _positive(name, default, "seconds")
+
+
+def _rate(name: str, default: float) -> float:
+    return _positive(name, default, "requests per second")
 
 
 def _count(name: str, default: int) -> int:

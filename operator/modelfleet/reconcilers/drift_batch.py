@@ -17,15 +17,7 @@ from typing import Any
 
 from modelfleet.api.v1alpha1.driftpolicy import Check
 from modelfleet.errors import PrometheusUnavailable
-from modelfleet.reconcilers.drift_queries import (
-    CheckQueries,
-    CheckReading,
-    _quote,
-    _regex_alternatives,
-    _seconds,
-    _usable,
-    subquery_step,
-)
+from modelfleet.reconcilers.drift_queries import CheckQueries, CheckReading, _usable, builtin_values, span_queries
 
 FRESH_SECONDS = 30.0
 
@@ -41,27 +33,8 @@ class GroupKey:
 
 def group_queries(key: GroupKey) -> CheckQueries:
     """The check's queries for every model of the namespace at once."""
-    selector = f"namespace={_quote(key.namespace)}"
-    drift_selector = f"{selector},statistic={_quote(key.statistic)}"
-    if key.features:
-        drift_selector += f",feature=~{_quote(_regex_alternatives(key.features))}"
-    drift = f"modelfleet_feature_drift{{{drift_selector}}}"
-    rows = f"modelfleet_drift_window_rows{{{selector}}}"
-    values = (
-        f"sum by (model, feature) ({drift} * on (instance) group_left {rows})"
-        f" / sum by (model, feature) (({drift} * 0 + 1) * on (instance) group_left {rows})"
-    )
-    if key.for_seconds <= 0:
-        return CheckQueries("", values, None, None, 0)
-    step = subquery_step(key.for_seconds)
-    span = f"[{_seconds(key.for_seconds)}:{_seconds(step)}]"
-    return CheckQueries(
-        "",
-        values,
-        sustained=f"min_over_time((max by (model) ({values})){span})",
-        coverage=f"count_over_time((max by (model) ({values})){span})",
-        points=int(key.for_seconds // step),
-    )
+    values = builtin_values(key.namespace, key.statistic, key.features, None)
+    return span_queries("", values, key.for_seconds, per_model=True)
 
 
 def read_group(prometheus: Any, queries: CheckQueries, now: datetime.datetime) -> dict[str, CheckReading]:

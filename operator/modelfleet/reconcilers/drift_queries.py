@@ -46,19 +46,41 @@ class CheckQueries:
     points: int  # how many points a fully covered span has
 
 
+def builtin_values(namespace: str, statistic: str, features: Sequence[str], model: str | None) -> str:
+    """A built-in check's value per feature: across the model's pods, each pod's value weighted by the rows in its
+    window. With `model` None, the same for every model of the namespace at once (`by (model, feature)`)."""
+    selector = f"namespace={_quote(namespace)}" + (f",model={_quote(model)}" if model is not None else "")
+    drift_selector = f"{selector},statistic={_quote(statistic)}"
+    if features:
+        drift_selector += f",feature=~{_quote(_regex_alternatives(features))}"
+    drift = f"modelfleet_feature_drift{{{drift_selector}}}"
+    rows = f"modelfleet_drift_window_rows{{{selector}}}"
+    by = "feature" if model is not None else "model, feature"
+    return (
+        f"sum by ({by}) ({drift} * on (instance) group_left {rows})"
+        f" / sum by ({by}) (({drift} * 0 + 1) * on (instance) group_left {rows})"
+    )
+
+
+def span_queries(name: str, values: str, for_seconds: float, *, per_model: bool = False) -> CheckQueries:
+    """The check's value now, and its lowest value over `for` with the span's coverage (per model when asked)."""
+    if for_seconds <= 0:
+        return CheckQueries(name, values, None, None, 0)
+    step = subquery_step(for_seconds)
+    span = f"[{_seconds(for_seconds)}:{_seconds(step)}]"
+    worst = f"max by (model) ({values})" if per_model else f"max({values})"
+    return CheckQueries(
+        name,
+        values,
+        sustained=f"min_over_time(({worst}){span})",
+        coverage=f"count_over_time(({worst}){span})",
+        points=int(for_seconds // step),
+    )
+
+
 def check_queries(check: Check, *, namespace: str, model: str, for_seconds: float, window: str) -> CheckQueries:
     if check.statistic is not None:
-        selector = f"namespace={_quote(namespace)},model={_quote(model)}"
-        drift_selector = f"{selector},statistic={_quote(check.statistic)}"
-        if check.features:
-            drift_selector += f",feature=~{_quote(_regex_alternatives(check.features))}"
-        drift = f"modelfleet_feature_drift{{{drift_selector}}}"
-        rows = f"modelfleet_drift_window_rows{{{selector}}}"
-        # Across the model's pods, each pod's value weighted by the rows in its window.
-        values = (
-            f"sum by (feature) ({drift} * on (instance) group_left {rows})"
-            f" / sum by (feature) (({drift} * 0 + 1) * on (instance) group_left {rows})"
-        )
+        values = builtin_values(namespace, check.statistic, check.features or (), model)
     else:
         assert check.query is not None
         values = (
@@ -66,17 +88,7 @@ def check_queries(check: Check, *, namespace: str, model: str, for_seconds: floa
             .replace("$model", _quote(model)[1:-1])
             .replace("$window", window)
         )
-    if for_seconds <= 0:
-        return CheckQueries(check.name, values, None, None, 0)
-    step = subquery_step(for_seconds)
-    span = f"[{_seconds(for_seconds)}:{_seconds(step)}]"
-    return CheckQueries(
-        check.name,
-        values,
-        sustained=f"min_over_time((max({values})){span})",
-        coverage=f"count_over_time((max({values})){span})",
-        points=int(for_seconds // step),
-    )
+    return span_queries(check.name, values, for_seconds)
 
 
 def policy_queries(policy: DriftPolicy, namespace: str) -> list[CheckQueries]:
