@@ -102,6 +102,8 @@ class Controller:
             return
         if event_type == "DELETED" and kind in OURS:
             self.queue.discard(change.key)
+            if kind == "MLModel":  # its activity readings go with it (a fleet with churn must not accumulate them)
+                self.activity.forget(change.key.namespace, change.key.name)
             forget = self.forget.get(kind)
             if forget is not None:
                 forget(change.key)
