@@ -35,6 +35,7 @@ CRD_DIRS := --out crds --out charts/modelfleet/crds --out manifests/crd
 manifests: $(STAMPS)/venv k8s-binaries
 	$(PY) -m modelfleet.api.crdgen $(CRD_DIRS)
 	$(PY) -m modelfleet.api.rbac
+	$(PY) -m modelfleet.api.access
 	cp manifests/prometheus/rules.yaml charts/modelfleet/files/prometheus-rules.yaml
 	$(PY) hack/render_default.py
 
@@ -47,6 +48,7 @@ lint: $(STAMPS)/venv
 verify: lint
 	$(PY) -m modelfleet.api.crdgen --check $(CRD_DIRS)
 	$(PY) -m modelfleet.api.rbac --check
+	$(PY) -m modelfleet.api.access --check
 	@cmp -s manifests/prometheus/rules.yaml charts/modelfleet/files/prometheus-rules.yaml \
 	  || { echo "charts/modelfleet/files/prometheus-rules.yaml differs: run make manifests" >&2; exit 1; }
 

@@ -92,4 +92,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
             report.sections.append(("operator log (end)", tail(log, 40)))
 
 
-from tests.crd_fixture import crds  # noqa: E402,F401  (session fixture shared by integration and e2e tests)
+from tests.crd_fixture import approval_policies, crds  # noqa: E402,F401  (session fixture shared by integration and e2e tests)

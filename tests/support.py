@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
 T = TypeVar("T")
 
 
@@ -191,3 +193,14 @@ def _matching_samples(text: str, name: str, labels: dict[str, str]) -> list[floa
         if all(have.get(k, "").strip('"') == v for k, v in labels.items()):
             values.append(float(value))
     return values
+
+
+def service_account_kubeconfig(kube: Kube, namespace: str, account: str, path: Path) -> Path:
+    token = kube.run("create", "token", account, "-n", namespace, "--duration=2h").stdout.strip()
+    config = yaml.safe_load(kube.kubeconfig.read_text())
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = account
+        context["context"]["namespace"] = namespace
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -69,6 +69,57 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _current_namespace(args: argparse.Namespace) -> str:
+    if args.namespace:
+        return str(args.namespace)
+    from kubernetes import config
+
+    try:
+        return str(config.list_kube_config_contexts()[1]["context"].get("namespace") or "default")
+    except (config.ConfigException, KeyError, TypeError):
+        return "default"
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from modelfleet.audit import dataset_selector, fetch_records, lineage, lineage_table
+
+    path, value = dataset_selector(args.dataset)
+    entries = lineage(fetch_records(args.namespace, fields={path: value}))
+    print(json.dumps(entries, indent=2) if args.output == "json" else lineage_table(entries))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from modelfleet.audit import audit_table, audit_trail, model_records
+
+    namespace = _current_namespace(args)
+    records = model_records(namespace, args.model)
+    if not records:
+        print(f"modelfleet: no ModelVersion records of {namespace}/{args.model}", file=sys.stderr)
+        return 1
+    trail = audit_trail(records)
+    print(json.dumps(trail, indent=2) if args.output == "json" else audit_table(trail))
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from modelfleet.audit import model_records, pick_record
+    from modelfleet.card import card_from_record, render_markdown
+
+    namespace = _current_namespace(args)
+    record = pick_record(model_records(namespace, args.model), args.version)
+    if record is None:
+        which = f" v{args.version}" if args.version else ""
+        print(f"modelfleet: no ModelVersion record of {namespace}/{args.model}{which}", file=sys.stderr)
+        return 1
+    card = card_from_record(record)
+    print(
+        json.dumps(card, indent=2) if args.output == "json" else render_markdown(card),
+        end="\n" if args.output == "json" else "",
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelfleet", description="ModelFleet: ML models from YAML on Kubernetes.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="one line per MLModel: owner, phase, versions, metrics, drift, GPU-hours")
     st.add_argument("-n", "--namespace", help="only this namespace (default: all; uses $KUBECONFIG)")
     st.set_defaults(func=_status)
+
+    li = sub.add_parser("lineage", help="every version trained on a dataset, and whether it serves")
+    li.add_argument("--dataset", required=True, help="the dataset's sha256 digest (sha256:<hex> or <hex>) or its URI")
+    li.add_argument("-n", "--namespace", help="only this namespace (default: all the records you may list)")
+    li.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    li.set_defaults(func=_lineage)
+
+    au = sub.add_parser("audit", help="a model's history: trained, approved by, served, rolled back, deleted")
+    au.add_argument("model", help="the MLModel's name")
+    au.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig context's)")
+    au.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    au.set_defaults(func=_audit)
+
+    ca = sub.add_parser("card", help="a version's model card (Markdown, or JSON)")
+    ca.add_argument("model", help="the MLModel's name")
+    ca.add_argument("--version", type=int, help="the version (default: the one serving, else the newest)")
+    ca.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig context's)")
+    ca.add_argument("-o", "--output", choices=["markdown", "json"], default="markdown")
+    ca.set_defaults(func=_card)
     return parser
 
 

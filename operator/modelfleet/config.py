@@ -136,6 +136,9 @@ class OperatorConfig:
     stop_seconds: float = 10.0
     """On SIGTERM, how long passes in flight may take before they are abandoned (below the chart's
     terminationGracePeriodSeconds; an abandoned pass is idempotent and runs again after the restart)."""
+    retain_version_records: bool = False
+    """Keep ModelVersion records after their MLModel is deleted (no owner reference; marked modelDeletedAt) for
+    audit; by default they are owned by the model and the garbage collector deletes them with it."""
     activity_seconds: float = 30.0
     """How often request activity and GPU use of serving models are read from Prometheus (per namespace)."""
     namespaces: tuple[str, ...] = field(default_factory=tuple)
@@ -174,5 +177,6 @@ class OperatorConfig:
             api_burst=_count("MODELFLEET_API_BURST", cls.api_burst),
             stop_seconds=_seconds("MODELFLEET_STOP_SECONDS", cls.stop_seconds),
             activity_seconds=_seconds("MODELFLEET_ACTIVITY_SECONDS", cls.activity_seconds),
+            retain_version_records=_flag("MODELFLEET_RETAIN_VERSION_RECORDS", cls.retain_version_records),
             namespaces=_list("MODELFLEET_NAMESPACES", ()),
         )

@@ -17,7 +17,12 @@ LABEL_JOB_NAME = "batch.kubernetes.io/job-name"  # set on a Job's pods by the Jo
 MANAGED_BY = {"app.kubernetes.io/managed-by": "modelfleet-operator"}  # on every child and its pods
 LEGACY_FINALIZER = "modelfleet.io/finalizer"  # put on MLModels and TrainingJobs by versions before 0.2
 
-PLURALS = {"MLModel": "mlmodels", "TrainingJob": "trainingjobs", "DriftPolicy": "driftpolicies"}
+PLURALS = {
+    "MLModel": "mlmodels",
+    "TrainingJob": "trainingjobs",
+    "DriftPolicy": "driftpolicies",
+    "ModelVersion": "modelversions",
+}
 TERMINAL = ("Succeeded", "Failed")
 
 

@@ -76,9 +76,15 @@ def test_the_shortest_model_trains_serves_and_answers_what_its_metadata_asks(
     out = infer(ip, "first", body)
     assert len(out["outputs"][0]["data"]) == 4
 
+    # The version's record is owned by the model (records are kept after deletion only when asked to).
+    (record,) = kube.items("modelversions", namespace, selector="modelfleet.io/model=first")
+    assert record["spec"]["version"] == 1 and record["metadata"]["ownerReferences"][0]["name"] == "first"
+
     # The store outlives the model: it holds every version of the namespace, so nothing deletes it.
     kube.run("delete", "mlm", "first", "-n", namespace, "--wait=true", "--timeout=60s")
-    time.sleep(3)
+    wait_for(
+        lambda: not kube.items("modelversions", namespace), 30, "the garbage collector to delete the model's record"
+    )
     assert kube.get("pvc", DEFAULT_CLAIM, namespace)
 
 

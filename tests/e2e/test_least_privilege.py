@@ -8,28 +8,15 @@ import os
 import subprocess
 from pathlib import Path
 
-import yaml
-
 from tests.datasets import write
 from tests.e2e.conftest import claim
 from tests.e2e.test_serving import infer, serving_pod_ip
 from tests.e2e.test_training import TRAIN_TIMEOUT, model_manifest
 from tests.integration.test_packaging import template
 from tests.runtime.test_server import rows, v2_inputs
-from tests.support import Kube, OperatorProcess, has_condition, wait_for
+from tests.support import Kube, OperatorProcess, has_condition, service_account_kubeconfig, wait_for
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "operator-can-i.txt"
-
-
-def service_account_kubeconfig(kube: Kube, namespace: str, account: str, path: Path) -> Path:
-    token = kube.run("create", "token", account, "-n", namespace, "--duration=2h").stdout.strip()
-    config = yaml.safe_load(kube.kubeconfig.read_text())
-    config["users"] = [{"name": account, "user": {"token": token}}]
-    for context in config["contexts"]:
-        context["context"]["user"] = account
-        context["context"]["namespace"] = namespace
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def can_i_list(kube: Kube, kubeconfig: Path, namespace: str) -> str:

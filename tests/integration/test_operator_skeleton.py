@@ -195,6 +195,7 @@ def test_crd_check_names_what_is_missing(kubeconfig: Path, crds: Path) -> None:
         "mlmodels.nothing.example.com",
         "trainingjobs.nothing.example.com",
         "driftpolicies.nothing.example.com",
+        "modelversions.nothing.example.com",
     ]
 
 

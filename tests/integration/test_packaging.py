@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from modelfleet.api.access import APPROVER, EDITOR
 from modelfleet.api.rbac import CLUSTER_RULES, RULES
 from modelfleet.devcluster.binaries import find_binaries
 from tests.support import Kube
@@ -91,16 +92,25 @@ def _rules(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return list(obj["rules"])
 
 
+def operator_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator's ClusterRole (the others are the roles people are bound to: modelfleet-editor, -approver)."""
+    (role,) = [d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"] not in (EDITOR, APPROVER)]
+    return role
+
+
 def test_one_rbac_for_chart_and_kustomize_least_privilege() -> None:
     role = yaml.safe_load((ROOT / "manifests" / "rbac" / "role.yaml").read_text())
-    chart_role = by_kind(template(), "ClusterRole")[0]
+    chart_role = operator_role(template())
     assert _rules(chart_role) == _rules(role) == RULES + CLUSTER_RULES
     for rule in _rules(role):
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
         assert "secrets" not in rule["resources"] and "configmaps" not in rule["resources"]
-    # Watching namespaces: Roles in exactly those, and nothing cluster-scoped.
+    # Watching namespaces: the operator gets Roles in exactly those, and nothing cluster-scoped (the approval policies
+    # and the roles for people stay cluster-wide; approvals.enabled=false leaves them out).
     docs = template("--set", "watchNamespaces={team-a,team-b}")
-    assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
+    assert [d["metadata"]["name"] for d in by_kind(docs, "ClusterRole")] == [EDITOR, APPROVER]
+    assert not by_kind(docs, "ClusterRoleBinding")
+    assert not by_kind(template("--set", "approvals.enabled=false", "--set", "watchNamespaces={team-a}"), "ClusterRole")
     roles = by_kind(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert all(_rules(r) == RULES for r in roles)
@@ -121,12 +131,18 @@ def test_kustomize_install_is_the_chart(kube: Kube) -> None:
             "ClusterRoleBinding",
             "Deployment",
             "Service",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
         }
     )
     chart = template()
     assert by_kind(docs, "Deployment")[0]["spec"] == by_kind(chart, "Deployment")[0]["spec"]
-    assert _rules(by_kind(docs, "ClusterRole")[0]) == _rules(by_kind(chart, "ClusterRole")[0])
-    assert len(by_kind(docs, "CustomResourceDefinition")) == 3
+    assert _rules(operator_role(docs)) == _rules(operator_role(chart))
+    assert len(by_kind(docs, "CustomResourceDefinition")) == 4
+    for kind in ("ValidatingAdmissionPolicy", "MutatingAdmissionPolicy"):  # one source for both installs
+        assert [d["spec"] for d in by_kind(docs, kind)] == [d["spec"] for d in by_kind(chart, kind)]
     assert subprocess.run(["python", str(ROOT / "hack" / "render_default.py"), "--check"], check=False).returncode == 0
 
 

@@ -85,7 +85,12 @@ def test_selectable_fields_name_string_fields_of_the_schema(kind: Any) -> None:
     """The API server accepts a selectable field only on a string, integer or boolean leaf of the schema."""
     version = crd(kind)["spec"]["versions"][0]
     paths = [f["jsonPath"] for f in version.get("selectableFields", [])]
-    assert paths == ([".spec.modelRef.name"] if kind.kind in ("TrainingJob", "DriftPolicy") else [])
+    expected = {
+        "TrainingJob": [".spec.modelRef.name"],
+        "DriftPolicy": [".spec.modelRef.name"],
+        "ModelVersion": [".spec.modelRef.name", ".spec.dataset.digest", ".spec.dataset.uri", ".spec.version"],
+    }
+    assert paths == expected.get(kind.kind, [])
     for path in paths:
         node = version["schema"]["openAPIV3Schema"]
         for step in path.strip(".").split("."):
@@ -114,6 +119,7 @@ def test_generated_files_are_stable() -> None:
         "modelfleet.io_mlmodels.yaml",
         "modelfleet.io_trainingjobs.yaml",
         "modelfleet.io_driftpolicies.yaml",
+        "modelfleet.io_modelversions.yaml",
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelfleet.api.v1alpha1 import MLModel
-from modelfleet.api.v1alpha1.mlmodel import ModelVersion
+from modelfleet.api.v1alpha1.mlmodel import TrainedVersion
 from modelfleet.builders.serving import DESIRED_HASH, desired_serving
 from modelfleet.config import OperatorConfig
 from modelfleet.reconcilers.common import parse
@@ -22,8 +22,8 @@ def model(**serving: Any) -> MLModel:
     return parse(MLModel, doc)
 
 
-def version(n: int, promotable: bool = True) -> ModelVersion:
-    return ModelVersion(
+def version(n: int, promotable: bool = True) -> TrainedVersion:
+    return TrainedVersion(
         number=n,
         training_job=f"m-v{n}",
         artifact_uri=f"pvc://store/m/v{n}",
@@ -32,7 +32,7 @@ def version(n: int, promotable: bool = True) -> ModelVersion:
     )
 
 
-def objects(m: MLModel, v: ModelVersion) -> dict[str, dict[str, Any]]:
+def objects(m: MLModel, v: TrainedVersion) -> dict[str, dict[str, Any]]:
     return {
         o["kind"]: o
         for o in desired_serving(name="fraud", namespace="ml", uid="m-1", spec=m.spec, version=v, config=CFG)

@@ -22,6 +22,7 @@ from modelfleet.api.generated import write_or_check
 from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.api.v1alpha1.driftpolicy import DriftPolicySpec, DriftPolicyStatus
 from modelfleet.api.v1alpha1.mlmodel import MLModelSpec, MLModelStatus
+from modelfleet.api.v1alpha1.modelversion import ModelVersionSpec, ModelVersionStatus
 from modelfleet.api.v1alpha1.trainingjob import TrainingJobSpec, TrainingJobStatus
 
 CATEGORY = "modelfleet"
@@ -139,6 +140,23 @@ KINDS = [
             AGE,
         ],
         [".spec.modelRef.name"],
+    ),
+    Kind(
+        "ModelVersion",
+        "modelversions",
+        ["mv"],
+        ModelVersionSpec,
+        ModelVersionStatus,
+        "The durable record of one trained version of an MLModel: lineage, artifact, metrics, approval, serving.",
+        [
+            {"name": "Model", "type": "string", "jsonPath": ".spec.modelRef.name"},
+            {"name": "Version", "type": "integer", "jsonPath": ".spec.version"},
+            {"name": "State", "type": "string", "jsonPath": ".status.state"},
+            {"name": "Approved by", "type": "string", "jsonPath": ".status.approvedBy"},
+            {"name": "Dataset", "type": "string", "jsonPath": ".spec.dataset.digest", "priority": 1},
+            {"name": "Trained", "type": "date", "jsonPath": ".spec.trainedAt"},
+        ],
+        [".spec.modelRef.name", ".spec.dataset.digest", ".spec.dataset.uri", ".spec.version"],
     ),
 ]
 

@@ -26,9 +26,11 @@ RULES: list[dict[str, Any]] = [
     # patches of the object. TrainingJobs are also created (a model's versions, drift retrains).
     {"apiGroups": [GROUP], "resources": ["mlmodels", "driftpolicies"], "verbs": [*READ, "patch"]},
     {"apiGroups": [GROUP], "resources": ["trainingjobs"], "verbs": [*READ, "create", "patch"]},
+    # One record per trained version, created once and never edited (its status follows what happens to it).
+    {"apiGroups": [GROUP], "resources": ["modelversions"], "verbs": [*READ, "create"]},
     {
         "apiGroups": [GROUP],
-        "resources": ["mlmodels/status", "trainingjobs/status", "driftpolicies/status"],
+        "resources": ["mlmodels/status", "trainingjobs/status", "driftpolicies/status", "modelversions/status"],
         "verbs": ["get", "patch"],
     },
     # Children.

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from modelfleet.api.v1alpha1.mlmodel import MLModelSpec, ModelVersion
+from modelfleet.api.v1alpha1.mlmodel import MLModelSpec, TrainedVersion
 from modelfleet.builders.training import (
     LABEL_MODEL,
     LABEL_TEAM,
@@ -58,7 +58,7 @@ def desired_serving(
     namespace: str,
     uid: str,
     spec: MLModelSpec,
-    version: ModelVersion,
+    version: TrainedVersion,
     config: OperatorConfig,
     pinned_replicas: int | None = None,
 ) -> list[dict[str, Any]]:

@@ -166,12 +166,16 @@ def desired_training_job(
     if res.gpu > 0:
         limits[res.gpu_resource] = str(res.gpu)  # extended resources: limit only, request defaults to it
     pod_security, container_security = restricted_security()
-    trainer_spec = {
+    trainer_spec: dict[str, Any] = {
         "framework": spec.framework,
         "task": spec.task,
         "dataset": spec.dataset.wire(),
         "training": training.wire(),
     }
+    if spec.model_ref is not None:  # for the model card the trainer writes into the artifact
+        trainer_spec["modelRef"] = spec.model_ref.wire()
+    if spec.documentation is not None:
+        trainer_spec["documentation"] = spec.documentation.wire()
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,  # results travel through the termination message

@@ -20,6 +20,7 @@ from modelfleet.vocabulary import LABEL_JOB_NAME, LABEL_MODEL, LABEL_TRAININGJOB
 INDEXED: dict[str, tuple[str, ...]] = {
     "TrainingJob": (f"label:{LABEL_MODEL}", "status.fingerprint"),
     "DriftPolicy": ("spec.modelRef.name",),
+    "ModelVersion": (f"label:{LABEL_MODEL}",),
     "Pod": (f"label:{LABEL_JOB_NAME}", f"label:{LABEL_MODEL}", f"label:{LABEL_TRAININGJOB}"),
 }
 # Annotations that can be large and that no decision reads.
@@ -60,6 +61,8 @@ def slim(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"metadata": _metadata(body.get("metadata") or {})}
     if kind in ("MLModel", "TrainingJob", "DriftPolicy"):
         out["spec"], out["status"] = copy.deepcopy(dict(spec)), copy.deepcopy(dict(status))
+    elif kind == "ModelVersion":  # a record's pass reads whose version it is; the lineage stays on the server
+        out["spec"], out["status"] = _pick(spec, "modelRef", "version"), copy.deepcopy(dict(status))
     elif kind == "Job":
         out["spec"] = _pick(spec, "suspend")
         out["status"] = copy.deepcopy(dict(status))

@@ -17,13 +17,13 @@ from typing import Any
 from modelfleet.cache.store import Store, resource_version
 from modelfleet.clients.kube import Kube
 from modelfleet.errors import DependencyNotReady
-from modelfleet.vocabulary import LABEL_JOB_NAME, LABEL_MODEL, Key
+from modelfleet.vocabulary import LABEL_JOB_NAME, LABEL_MODEL, PLURALS, Key
 
 EXPECTATION_SECONDS = 30.0
 ARTIFACT_SECONDS = 30.0
 GONE = "gone"
 log = logging.getLogger(__name__)
-KIND_OF_PLURAL = {"mlmodels": "MLModel", "trainingjobs": "TrainingJob", "driftpolicies": "DriftPolicy"}
+KIND_OF_PLURAL = {plural: kind for kind, plural in PLURALS.items()}
 
 
 class CacheBehind(DependencyNotReady):

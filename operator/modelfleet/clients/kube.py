@@ -22,7 +22,7 @@ from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.clients.ratelimit import TokenBucket
 from modelfleet.metrics import API_REQUESTS
 
-OUR_PLURALS = ("mlmodels", "trainingjobs", "driftpolicies")
+OUR_PLURALS = ("mlmodels", "trainingjobs", "driftpolicies", "modelversions")
 log = logging.getLogger(__name__)
 
 

@@ -26,6 +26,7 @@ from modelfleet.controller.routing import OURS, queued_by
 from modelfleet.metrics import CACHE_OBJECTS, WORKQUEUE_DEPTH, WORKQUEUE_RETRIES
 from modelfleet.reconcilers.drift_batch import GroupReadings
 from modelfleet.vocabulary import (
+    LABEL_MODEL,
     LEGACY_FINALIZER,
     MANAGED_BY,
     PLURALS,
@@ -113,6 +114,8 @@ class Controller:
             added_or_deleted=change.old is None or change.new is None,
             policies_of=self._policies_of,
             job_owner=self._job_owner,
+            records_of=self._records_of,
+            old=change.old,
         ):
             if key != change.key or event_type != "DELETED":
                 self.queue.add(key, self.config.debounce_seconds)
@@ -122,6 +125,14 @@ class Controller:
     def _policies_of(self, namespace: str, model: str) -> list[Key]:
         found = self.store.select("DriftPolicy", namespace, {"spec.modelRef.name": model})
         return [Key("DriftPolicy", namespace, str(p["metadata"]["name"])) for p in found]
+
+    def _records_of(self, namespace: str, model: str, versions: set[int] | None) -> list[Key]:
+        found = self.store.select("ModelVersion", namespace, {f"label:{LABEL_MODEL}": model})
+        return [
+            Key("ModelVersion", namespace, str(r["metadata"]["name"]))
+            for r in found
+            if versions is None or (r.get("spec") or {}).get("version") in versions
+        ]
 
     def _job_owner(self, namespace: str, job: str) -> Key | None:
         cached = self.store.peek("Job", namespace, job)
@@ -252,5 +263,7 @@ class Controller:
             self.queue.forget(key)
         if key.kind == "TrainingJob" and has_finished(raw):
             return
+        if key.kind == "ModelVersion" and (raw.get("status") or {}).get("state") == "Retired":
+            return  # a retired version's record changes only when its model's facts do, and those are routed
         resync = self.config.resync_seconds
         self.queue.add(key, resync * random.uniform(0.9, 1.1))

@@ -8,7 +8,7 @@ from typing import Any
 
 from modelfleet.vocabulary import LABEL_JOB_NAME, LABEL_MODEL, LABEL_TRAININGJOB, Key, controller_of
 
-OURS = ("MLModel", "TrainingJob", "DriftPolicy")
+OURS = ("MLModel", "TrainingJob", "DriftPolicy", "ModelVersion")
 CHILDREN = ("Job", "Pod", "Deployment")
 
 
@@ -20,6 +20,27 @@ def _namespace(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("namespace", ""))
 
 
+def _record_facts(model: Mapping[str, Any] | None) -> dict[int, tuple[Any, ...]]:
+    """What each version's record follows in its model's status: whether it serves, its approval and rejection."""
+    status = (model or {}).get("status") or {}
+    serving = (status.get("servingVersion") or {}).get("number")
+    facts = {
+        int(v["number"]): (v.get("number") == serving, v.get("promotable"), v.get("approvedBy"))
+        for v in status.get("versions") or []
+        if isinstance(v.get("number"), int)
+    }
+    if isinstance(serving, int):
+        facts.setdefault(serving, (True, None, None))
+    return facts
+
+
+def changed_versions(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> set[int]:
+    """The versions whose records have something new to follow between two states of a model (a fleet's model
+    with hundreds of records queues the two whose serving changed, not all of them)."""
+    before, after = _record_facts(old), _record_facts(new)
+    return {n for n in before.keys() | after.keys() if before.get(n) != after.get(n)}
+
+
 def queued_by(
     kind: str,
     obj: Mapping[str, Any],
@@ -27,10 +48,14 @@ def queued_by(
     added_or_deleted: bool,
     policies_of: Callable[[str, str], list[Key]],
     job_owner: Callable[[str, str], Key | None],
+    records_of: Callable[[str, str, set[int] | None], list[Key]] = lambda namespace, model, versions: [],
+    old: Mapping[str, Any] | None = None,
 ) -> list[Key]:
     """The keys to reconcile after `obj` (of `kind`) changed. `policies_of(namespace, model)` lists the
     DriftPolicies of a model (they re-evaluate when the model appears or goes); `job_owner(namespace, job)` is the
-    TrainingJob that owns a cached Job (a pod's label holds the Job's full name; ours may be cut to 63 characters)."""
+    TrainingJob that owns a cached Job (a pod's label holds the Job's full name; ours may be cut to 63 characters);
+    `records_of(namespace, model, versions)` lists a model's ModelVersion records of those versions (None: all),
+    queued when what they follow changed (`old` is the model as it was before this event)."""
     meta = obj.get("metadata") or {}
     namespace, name = _namespace(obj), str(meta.get("name", ""))
     labels = _labels(obj)
@@ -39,6 +64,12 @@ def queued_by(
         keys.append(Key(kind, namespace, name))
     if kind == "MLModel" and added_or_deleted:
         keys.extend(policies_of(namespace, name))
+    if kind == "MLModel":
+        versions = None if added_or_deleted else changed_versions(old, obj)
+        if versions is None or versions:
+            keys.extend(records_of(namespace, name, versions))
+    if kind == "ModelVersion" and added_or_deleted and labels.get(LABEL_MODEL):
+        keys.append(Key("MLModel", namespace, str(labels[LABEL_MODEL])))  # a model creates its records once
     elif kind == "TrainingJob" and labels.get(LABEL_MODEL):
         keys.append(Key("MLModel", namespace, str(labels[LABEL_MODEL])))
     elif kind == "DriftPolicy":

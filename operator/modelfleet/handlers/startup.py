@@ -12,13 +12,15 @@ import kopf
 from modelfleet.api.v1alpha1 import GROUP, DriftPolicy, MLModel, TrainingJob
 from modelfleet.controller.boundary import Kind
 from modelfleet.controller.controller import CHILD_SELECTOR, Controller
-from modelfleet.handlers import driftpolicy, mlmodel, trainingjob
+from modelfleet.handlers import driftpolicy, mlmodel, modelversion, trainingjob
 from modelfleet.handlers.watch import CHILD_KINDS, WATCHED
+from modelfleet.reconcilers.records import CachedRecord
 
 KINDS = {
     "MLModel": Kind("MLModel", "mlmodels", MLModel, mlmodel.reconcile),
     "TrainingJob": Kind("TrainingJob", "trainingjobs", TrainingJob, trainingjob.reconcile),
     "DriftPolicy": Kind("DriftPolicy", "driftpolicies", DriftPolicy, driftpolicy.reconcile, has_phase=False),
+    "ModelVersion": Kind("ModelVersion", "modelversions", CachedRecord, modelversion.reconcile, has_phase=False),
 }
 FORGET = {"MLModel": mlmodel.forget, "DriftPolicy": driftpolicy.forget}
 

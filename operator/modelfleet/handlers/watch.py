@@ -1,4 +1,4 @@
-"""The watches: every event of our three kinds and of the children we made (Jobs, pods, Deployments, selected by
+"""The watches: every event of our four kinds and of the children we made (Jobs, pods, Deployments, selected by
 our managed-by label on the API server, so other workloads never reach this process) goes to the controller, which
 keeps it in the cache and queues the reconciles it touches. These handlers carry no finalizer and write nothing:
 deleting a model, or its namespace, while the operator is down completes at once."""
@@ -15,6 +15,7 @@ WATCHED: dict[str, tuple[str, str, str] | tuple[str, str]] = {
     "MLModel": (GROUP, VERSION, "mlmodels"),
     "TrainingJob": (GROUP, VERSION, "trainingjobs"),
     "DriftPolicy": (GROUP, VERSION, "driftpolicies"),
+    "ModelVersion": (GROUP, VERSION, "modelversions"),
     "Job": ("batch", "v1", "jobs"),
     "Pod": ("v1", "pods"),
     "Deployment": ("apps", "v1", "deployments"),

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from modelfleet.api.access import APPROVED_BY, APPROVED_VERSION
 from modelfleet.api.v1alpha1 import API_VERSION
-from modelfleet.api.v1alpha1.mlmodel import DriftSummary, MLModel, MLModelStatus, ModelVersion, Utilization
+from modelfleet.api.v1alpha1.mlmodel import DriftSummary, MLModel, MLModelStatus, TrainedVersion, Utilization
 from modelfleet.api.v1alpha1.shared import LOWER_IS_BETTER, Validation
 from modelfleet.api.v1alpha1.trainingjob import TrainingResult
 from modelfleet.builders.serving import DESIRED_HASH, desired_serving, endpoint
@@ -23,11 +24,12 @@ from modelfleet.faults import crash_point
 from modelfleet.metrics import GPU_HOURS
 from modelfleet.reconcilers.common import check_training
 from modelfleet.reconcilers.outcome import Event, Outcome
+from modelfleet.reconcilers.records import LABEL_MODEL_UID, desired_record, documentation
 from modelfleet.reconcilers.scaling import SCALE_UP_ANNOTATION, idle_deadline, pinned_replicas, record_activity
 from modelfleet.reconcilers.serving import choose_version, rollout_complete, rollout_failure
 from modelfleet.reconcilers.trainingjob import ARTIFACT_STORE_UNAVAILABLE
 from modelfleet.reconcilers.utilization import Activity
-from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition
+from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, rfc3339
 from modelfleet.vocabulary import condition, is_true, owner_reference
 
 READY_NEEDS = ("Trained", "Serving", "Approved")
@@ -107,6 +109,7 @@ def desired_model_trainingjob(
             "training": spec.training.wire(),
             "output": {"uri": f"{base.rstrip('/')}/v{number}"},
             "reason": reason,
+            "documentation": documentation(model).wire(),
         },
     }
 
@@ -240,6 +243,30 @@ def _annotation(model: MLModel, key: str) -> str | None:
     return str(value) if value is not None else None
 
 
+def record_approval(
+    model: MLModel, status: MLModelStatus, now: datetime.datetime, events: list[Event]
+) -> tuple[str, str] | None:
+    """Writes who approved the approved version into its status record, once, from the annotations the
+    modelfleet-approval-record admission policy set in the approving request (never from a field a user types).
+    Returns (reason, message) when serving.approvedVersion names a version that cannot be served."""
+    number = model.spec.serving.approved_version
+    if model.spec.risk_class != "high" or number is None:
+        return None
+    entry = next((v for v in status.versions if v.number == number), None)
+    if entry is None:
+        known = ", ".join(str(v.number) for v in status.versions) or "none yet"
+        if status.latest_version is None or number > status.latest_version.number:
+            return "UnknownVersion", f"serving.approvedVersion {number} does not exist (versions: {known})"
+        return "UnknownVersion", f"serving.approvedVersion {number} is not among the recorded versions ({known})"
+    if not entry.promotable:
+        return "NotPromotable", f"serving.approvedVersion {number} may not be served: {entry.rejected_reason}"
+    by = _annotation(model, APPROVED_BY)
+    if entry.approved_by is None and by and _annotation(model, APPROVED_VERSION) == str(number):
+        entry.approved_by, entry.approved_at = by, rfc3339(now)
+        events.append(Event("Normal", "Approved", f"version {number} approved by {by}"))
+    return None
+
+
 def plan_mlmodel(
     model: MLModel,
     trainingjobs: Sequence[dict[str, Any]],
@@ -270,7 +297,7 @@ def plan_mlmodel(
         if is_true(tj, "Succeeded") and tj_name not in recorded and st.get("result"):
             result = TrainingResult.model_validate(st["result"])
             ok, why = promotion(result.metrics, spec.task, spec.training.validation)
-            version = ModelVersion(
+            version = TrainedVersion(
                 number=_version_of(tj),
                 training_job=tj_name,
                 artifact_uri=result.artifact_uri or "",
@@ -376,12 +403,16 @@ def plan_mlmodel(
         events=plan.events,
     )
     plan_serving(model, status, c, plan, deployment=deployment, pods=serving_pods, config=config, pinned=pinned)
+    approval_problem = record_approval(model, status, now, plan.events)
     if spec.risk_class != "high":
         c.set("Approved", TRUE, "NotRequired", f"riskClass {spec.risk_class} needs no approval")
+    elif approval_problem:
+        c.set("Approved", FALSE, approval_problem[0], approval_problem[1])
     elif latest is None:
         c.set("Approved", UNKNOWN, "AwaitingVersion", "riskClass high: each new version needs serving.approvedVersion")
     elif spec.serving.approved_version == latest.number:
-        c.set("Approved", TRUE, "Approved", f"version {latest.number} is approved")
+        by = next((f" by {v.approved_by}" for v in status.versions if v.number == latest.number and v.approved_by), "")
+        c.set("Approved", TRUE, "Approved", f"version {latest.number} is approved{by}")
     else:
         c.set(
             "Approved",
@@ -395,6 +426,25 @@ def plan_mlmodel(
     status.observed_generation = generation
     status.phase = compute_phase(status)
     return plan
+
+
+def create_records(
+    model: MLModel, status: MLModelStatus, trainingjobs: Sequence[dict[str, Any]], kube: Cluster, config: OperatorConfig
+) -> None:
+    """One ModelVersion record per recorded version whose TrainingJob is still there to give its lineage (a record
+    is written once; 409 means an earlier pass wrote it)."""
+    namespace, uid = str(model.metadata["namespace"]), str(model.metadata["uid"])
+    have = {
+        int(r["spec"]["version"])
+        for r in kube.list_custom(namespace, "modelversions", f"{LABEL_MODEL}={model.metadata['name']}")
+        if (r["metadata"].get("labels") or {}).get(LABEL_MODEL_UID) == uid
+    }
+    by_name = {tj["metadata"]["name"]: tj for tj in trainingjobs}
+    for version in status.versions:
+        tj = by_name.get(version.training_job)
+        if version.number not in have and tj is not None:
+            record = desired_record(model, version, tj, retain=config.retain_version_records)
+            kube.create_custom(namespace, "modelversions", record)
 
 
 def reconcile_mlmodel(
@@ -449,6 +499,7 @@ def reconcile_mlmodel(
             for e in outcome.events
             if created is not None or e.reason != "TrainingRequested"
         ]
+    create_records(model, plan.status, owned, kube, config)
     if plan.apply:
         kinds = {o["kind"] for o in plan.apply}
         for obj in plan.apply:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from modelfleet.api.v1alpha1.mlmodel import MLModelSpec, ModelVersion
+from modelfleet.api.v1alpha1.mlmodel import MLModelSpec, TrainedVersion
 from modelfleet.builders.serving import SERVER_CONTAINER
 from modelfleet.builders.training import LABEL_VERSION
 
 CRASH_RESTARTS = 2  # restarts of a new version's server before the rollout counts as failed
 
 
-def choose_version(spec: MLModelSpec, versions: Sequence[ModelVersion]) -> ModelVersion | None:
+def choose_version(spec: MLModelSpec, versions: Sequence[TrainedVersion]) -> TrainedVersion | None:
     """The newest promotable version; for riskClass high only the approved one."""
     promotable = [v for v in versions if v.promotable]
     if spec.risk_class == "high":

@@ -17,6 +17,7 @@ import numpy as np
 from modelfleet import __version__
 from modelfleet.api.v1alpha1.trainingjob import TrainingJobSpec
 from modelfleet.artifact import sklearn_model, torch_model
+from modelfleet.card import CARD_JSON, CARD_MARKDOWN, build_card, render_markdown
 from modelfleet.drift.profile import build_profile, reference_summary
 from modelfleet.trainer import data as data_mod
 from modelfleet.trainer.errors import TrainerError
@@ -140,10 +141,14 @@ def train(
         **extra,
     }
 
+    card = artifact_card(spec, metadata, output_uri)
+
     def fill(d: Path) -> None:
         save_model(d)
         (d / "profile.json").write_text(json.dumps(profile, separators=(",", ":")))
         (d / "metadata.json").write_text(json.dumps(metadata, indent=1, default=str))
+        (d / CARD_JSON).write_text(json.dumps(card, indent=1, default=str))
+        (d / CARD_MARKDOWN).write_text(render_markdown(card))
 
     digest = write_artifact(output_dir, fill)
     return {
@@ -154,5 +159,38 @@ def train(
         "rows": loaded.rows,
         "durationSeconds": round(time.time() - started, 3),
         "driftReference": reference_summary(profile),
+        "libraries": metadata["libraries"],
         **({"features": metadata["features"]} if loaded.inferred else {}),
     }
+
+
+def artifact_card(spec: TrainingJobSpec, metadata: dict[str, Any], output_uri: str) -> dict[str, Any]:
+    """The model card written into the artifact: what is known when training ends (approval and serving come
+    later and are on the version's ModelVersion record; `modelfleet card` shows both)."""
+    training = metadata["training"]
+    return build_card(
+        model={
+            "name": spec.model_ref.name if spec.model_ref else None,
+            "framework": spec.framework,
+            "task": spec.task,
+        },
+        documentation=spec.documentation.wire() if spec.documentation else {},
+        data={
+            **{k: metadata["dataset"][k] for k in ("uri", "version", "format", "rows")},
+            "digest": metadata["dataset"]["sha256"],
+            "target": metadata["target"],
+            "features": metadata["features"],
+        },
+        training={
+            "estimator": training["estimator"],
+            "hyperparameters": training["hyperparameters"],
+            "validationSplit": training["validationSplit"],
+            "seed": training["seed"],
+            "trainRows": training["trainRows"],
+            "testRows": training["testRows"],
+            "trainedAt": metadata["finishedAt"],
+            "libraries": metadata["libraries"],
+        },
+        metrics={k: round(v, 6) for k, v in metadata["metrics"].items()},
+        artifact={"uri": output_uri},
+    )

@@ -2,7 +2,8 @@
 
 from modelfleet.api.v1alpha1.common import API_VERSION, GROUP, VERSION, Condition, parse_duration
 from modelfleet.api.v1alpha1.driftpolicy import DriftPolicy, DriftPolicySpec, DriftPolicyStatus
-from modelfleet.api.v1alpha1.mlmodel import MLModel, MLModelSpec, MLModelStatus, ModelVersion
+from modelfleet.api.v1alpha1.mlmodel import MLModel, MLModelSpec, MLModelStatus, TrainedVersion
+from modelfleet.api.v1alpha1.modelversion import ModelVersion, ModelVersionSpec, ModelVersionStatus
 from modelfleet.api.v1alpha1.trainingjob import TrainingJob, TrainingJobSpec, TrainingJobStatus
 
 __all__ = [
@@ -17,6 +18,9 @@ __all__ = [
     "MLModelSpec",
     "MLModelStatus",
     "ModelVersion",
+    "ModelVersionSpec",
+    "ModelVersionStatus",
+    "TrainedVersion",
     "TrainingJob",
     "TrainingJobSpec",
     "TrainingJobStatus",

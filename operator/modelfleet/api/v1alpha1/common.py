@@ -82,6 +82,8 @@ HyperValue = Annotated[
     WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
 ]
 
+LibraryVersion = Annotated[str, Field(max_length=64)]
+
 Timestamp = Annotated[
     str, Field(max_length=64), WithJsonSchema({"type": "string", "format": "date-time", "maxLength": 64})
 ]

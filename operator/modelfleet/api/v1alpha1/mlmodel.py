@@ -8,17 +8,17 @@ from pydantic import Field
 
 from modelfleet.api.v1alpha1.common import ApiModel, Conditions, Duration, Name, Quantity, Timestamp, cel
 from modelfleet.api.v1alpha1.shared import (
+    DOC_TEXT,
     TRAINING_RULES,
     DriftReference,
     Feature,
     GpuResource,
     Placement,
+    RiskClass,
     Statistic,
     StorageUri,
     TrainingSpec,
 )
-
-RiskClass = Literal["minimal", "limited", "high"]
 
 
 class Owner(ApiModel):
@@ -133,6 +133,10 @@ class MLModelSpec(TrainingSpec):
     """How to serve the promoted version."""
     artifacts: Artifacts | None = None
     """Where versions are stored (default: the operator's artifact storage)."""
+    description: str | None = Field(default=None, max_length=DOC_TEXT)
+    """What the model does (its model card's summary)."""
+    intended_use: str | None = Field(default=None, max_length=DOC_TEXT)
+    """What the model is for and what it must not be used for (its model card's intended use)."""
 
     model_config = {
         "json_schema_extra": {
@@ -153,7 +157,7 @@ class MLModelSpec(TrainingSpec):
     }
 
 
-class ModelVersion(ApiModel):
+class TrainedVersion(ApiModel):
     """One trained version of the model."""
 
     number: int = Field(ge=1)
@@ -182,6 +186,11 @@ class ModelVersion(ApiModel):
     """The drift reference its training data provides (too small a reference: no built-in drift checks)."""
     features: list[Feature] | None = Field(default=None, max_length=512)
     """The input columns read from the data, when dataset.features was omitted (the v2 inputs, in order)."""
+    approved_by: str | None = Field(default=None, max_length=512)
+    """riskClass high: who set serving.approvedVersion to this version (the request's user, recorded by the
+    modelfleet-approval admission policy in the annotation modelfleet.io/approved-by)."""
+    approved_at: Timestamp | None = None
+    """When the operator first saw that approval."""
 
 
 class DriftSummary(ApiModel):
@@ -227,11 +236,11 @@ class MLModelStatus(ApiModel):
     """Ready, Trained, Serving, Approved, Drifted, Degraded."""
     phase: str | None = Field(default=None, max_length=32)
     """A one-word summary for humans (printer column only; never used for control flow)."""
-    latest_version: ModelVersion | None = None
+    latest_version: TrainedVersion | None = None
     """The newest trained version."""
-    serving_version: ModelVersion | None = None
+    serving_version: TrainedVersion | None = None
     """The version being served."""
-    versions: list[ModelVersion] = Field(default_factory=list, max_length=20)
+    versions: list[TrainedVersion] = Field(default_factory=list, max_length=20)
     """The most recent versions, newest last (bounded)."""
     active_training_job: str | None = Field(default=None, max_length=253)
     """The TrainingJob running for this model now (at most one at a time)."""

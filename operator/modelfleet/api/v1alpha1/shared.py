@@ -239,6 +239,25 @@ TRAINING_RULES = [
 ]
 
 
+RiskClass = Literal["minimal", "limited", "high"]
+DOC_TEXT = 4096
+
+
+class Documentation(ApiModel):
+    """What a model card says about the model beyond its training (copied from the MLModel onto each run)."""
+
+    team: str | None = Field(default=None, max_length=63)
+    """The owning team."""
+    contact: str | None = Field(default=None, max_length=254)
+    """Who answers for it (e-mail address or URL)."""
+    risk_class: RiskClass | None = None
+    """EU AI Act risk class at the time of training."""
+    description: str | None = Field(default=None, max_length=DOC_TEXT)
+    """What the model does."""
+    intended_use: str | None = Field(default=None, max_length=DOC_TEXT)
+    """What it is for, and what it must not be used for."""
+
+
 class DriftReference(ApiModel):
     """How well the training data can serve as the drift reference (from the trainer's profile)."""
 

@@ -6,9 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from modelfleet.api.v1alpha1.common import ApiModel, Conditions, LocalObjectReference, Timestamp, cel
+from modelfleet.api.v1alpha1.common import ApiModel, Conditions, LibraryVersion, LocalObjectReference, Timestamp, cel
 from modelfleet.api.v1alpha1.shared import (
     TRAINING_RULES,
+    Documentation,
     DriftReference,
     Feature,
     StorageUri,
@@ -34,6 +35,9 @@ class TrainingJobSpec(TrainingSpec):
     """Where the artifact goes (default: derived from the operator's artifact storage)."""
     reason: TrainingReason = "manual"
     """Why it runs: initial, spec-change, dataset, drift or manual."""
+    documentation: Documentation | None = None
+    """What the model card written into the artifact says about the model (the MLModel's owner, risk class,
+    description and intended use); not part of the training fingerprint."""
 
     model_config = {
         "json_schema_extra": {
@@ -69,6 +73,10 @@ class TrainingResult(ApiModel):
     features: list[Feature] | None = Field(default=None, max_length=512)
     """The input columns read from the data, when dataset.features was omitted (left out when too many for the
     termination message; the artifact's metadata.json always lists them)."""
+    libraries: dict[str, LibraryVersion] = Field(
+        default_factory=dict, max_length=16, json_schema_extra={"maxProperties": 16}
+    )
+    """Versions of the libraries that trained it (python, scikit-learn, torch, ...)."""
 
 
 class TrainingUtilization(ApiModel):
