@@ -27,7 +27,7 @@ _cluster: DevCluster | None = None
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).parts
-        for tier in ("unit", "runtime", "integration", "e2e"):
+        for tier in ("unit", "runtime", "integration", "e2e", "chaos"):
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
 
@@ -90,6 +90,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
                 report.sections.append((f"{component} log (end)", text))
         for log in OPERATOR_LOGS[-1:]:
             report.sections.append(("operator log (end)", tail(log, 40)))
+
+
+TRACEBACK = "Traceback (most recent call last)"
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_tracebacks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An e2e or chaos test fails when an operator it ran logged a Python traceback: the operator classifies every
+    error at its boundary, so a traceback is a bug (a test that provokes one on purpose says so with the marker
+    `tracebacks_expected`)."""
+    watched = "e2e" in request.keywords or "chaos" in request.keywords
+    if not watched or "tracebacks_expected" in request.keywords:
+        yield
+        return
+    already = {log: log.stat().st_size if log.exists() else 0 for log in OPERATOR_LOGS}
+    yield
+    for log in OPERATOR_LOGS:
+        if not log.exists():
+            continue
+        with log.open("rb") as f:
+            f.seek(already.get(log, 0))
+            text = f.read().decode(errors="replace")
+        if TRACEBACK in text:
+            start = text.index(TRACEBACK)
+            pytest.fail(f"the operator logged a traceback ({log}):\n{text[max(0, start - 300) : start + 3000]}")
 
 
 from tests.crd_fixture import approval_policies, crds  # noqa: E402,F401  (session fixture shared by integration and e2e tests)

@@ -247,6 +247,26 @@ def test_the_audit_trail_is_in_time_order_with_who_approved() -> None:
     assert pick_record([v1, v2], None) is v2 and pick_record([v1, v2], 1) is v1 and pick_record([v1], 3) is None
 
 
+def test_a_rollout_that_failed_is_a_rollback_in_the_trail_and_a_version_given_back_is_too() -> None:
+    m = model()
+    v2 = full_record(
+        m,
+        2,
+        {
+            "rejectedReason": "rollout failed: pod credit-x: the server exited with code 3",
+            "rejectedAt": "2026-11-01T12:40:00Z",
+        },
+    )
+    v3 = full_record(
+        m, 3, {"serving": [{"start": "2026-11-01T12:50:00Z", "end": "2026-11-01T13:00:00Z", "replacedBy": 1}]}
+    )
+    trail = audit_trail([v2, v3])
+    assert ("rolled-back", "rollout failed: pod credit-x: the server exited with code 3") in [
+        (e["action"], e["detail"]) for e in trail
+    ]
+    assert next(e for e in trail if e["action"] == "stopped")["detail"] == "rolled back to v1"
+
+
 def test_a_card_holds_the_versions_real_metrics_digest_and_approval() -> None:
     m = model()
     body = full_record(m, 2, {"approvedBy": "alice", "approvedAt": "2026-11-01T12:29:00Z", "serving": []})

@@ -15,7 +15,7 @@ from modelfleet.cache.queue import WorkQueue
 from modelfleet.cache.store import Store, slim
 from modelfleet.cache.view import CacheBehind, CachedCluster, Expectations
 from modelfleet.clients.kube import resource_of
-from modelfleet.clients.ratelimit import TokenBucket
+from modelfleet.clients.ratelimit import ClientStopped, RequestGate, TokenBucket
 from modelfleet.config import OperatorConfig
 from modelfleet.controller.boundary import Kind, Pass, PassDeps
 from modelfleet.controller.controller import needs_pass
@@ -323,3 +323,26 @@ def test_one_namespace_query_set_answers_for_every_model() -> None:
     assert len(asked) == 4 and all('namespace="ns"' in q and "by (" in q for q in asked)
     assert got["a"].request_rate == 1.5 and got["a"].last_request is not None and got["a"].gpu_percent is None
     assert got["b"].request_rate is None and got["b"].gpu_percent == 50.0  # a NaN rate is no evidence
+
+
+def test_closing_the_request_gate_wakes_a_waiting_request_and_refuses_the_next() -> None:
+    import threading
+
+    gate = RequestGate(TokenBucket(0.01, 1))  # the second request would wait 100 s
+    gate.enter()
+    outcome: list[str] = []
+
+    def second() -> None:
+        try:
+            gate.enter()
+            outcome.append("sent")
+        except ClientStopped:
+            outcome.append("stopped")
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    gate.close()
+    waiter.join(timeout=5)
+    assert outcome == ["stopped"] and not waiter.is_alive()
+    with pytest.raises(ClientStopped):
+        gate.enter()

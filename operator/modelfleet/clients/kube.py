@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from modelfleet.api.v1alpha1 import GROUP, VERSION
-from modelfleet.clients.ratelimit import TokenBucket
+from modelfleet.clients.ratelimit import RequestGate, TokenBucket
 from modelfleet.metrics import API_REQUESTS
 
 OUR_PLURALS = ("mlmodels", "trainingjobs", "driftpolicies", "modelversions")
@@ -54,10 +54,10 @@ def _limited(api: client.ApiClient, limiter: TokenBucket | None) -> client.ApiCl
     """Every request of `api` waits for the limiter (on the calling thread, never the event loop) and is counted."""
     rest = api.rest_client
     request = rest.request
+    gate = RequestGate(limiter)
 
     def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        if limiter is not None:
-            limiter.acquire()
+        gate.enter()
         code = "error"
         try:
             response = request(method, url, *args, **kwargs)
@@ -70,6 +70,7 @@ def _limited(api: client.ApiClient, limiter: TokenBucket | None) -> client.ApiCl
             API_REQUESTS.labels(method, resource_of(url), code).inc()
 
     rest.request = counted
+    api.request_gate = gate  # Kube.stop_requests closes it
     return api
 
 
@@ -121,8 +122,14 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self._gate: RequestGate | None = getattr(api, "request_gate", None)
         # (plural, field paths) whose field selectors this API server refused: asked once, then filtered here.
         self._unselectable: set[tuple[str, tuple[str, ...]]] = set()
+
+    def stop_requests(self) -> None:
+        """Every later request of this client raises ClientStopped (shutting down: abandoned passes end now)."""
+        if self._gate is not None:
+            self._gate.close()
 
     @staticmethod
     def _json(resp: Any) -> dict[str, Any]:

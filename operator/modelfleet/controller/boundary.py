@@ -24,6 +24,7 @@ from modelfleet.api.v1alpha1 import API_VERSION
 from modelfleet.api.v1alpha1.common import Condition
 from modelfleet.cache.view import CacheBehind, CachedCluster, Expectations
 from modelfleet.clients.kube import Kube
+from modelfleet.clients.ratelimit import ClientStopped
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import DependencyNotReady, InvalidSpec
 from modelfleet.metrics import RECONCILE_SECONDS, RECONCILE_TOTAL
@@ -61,7 +62,7 @@ class PassDeps:
 
 @dataclass(frozen=True)
 class PassResult:
-    result: str  # success, invalid, waiting, conflict, retry, error, gone
+    result: str  # success, invalid, waiting, conflict, retry, error, gone, abandoned
     again: float | None = None  # seconds until the next pass; None: events and the resync only
     backoff: bool = False  # `again` is a floor: the key's exponential back-off applies
     cause: str = ""
@@ -128,6 +129,8 @@ class Pass:
         result = PassResult("error")
         try:
             result = self._run(kind, key, raw)
+        except ClientStopped:
+            result = PassResult("abandoned")  # shutting down: the next start runs it again
         except CacheBehind as e:
             result = PassResult("waiting", e.delay, cause="cache")
         except DependencyNotReady as e:

@@ -217,6 +217,9 @@ class Controller:
             _, pending = await asyncio.wait(set(self._running), timeout=grace)
             if pending:
                 log.warning("abandoning %d pass(es) in flight after %.0fs", len(pending), grace)
+        # Passes still running (waiting for the rate limiter, or abandoned) make no further request: their worker
+        # threads end at once instead of holding the process open at exit.
+        self.kube.stop_requests()
         for task in self._tasks:
             task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -248,6 +251,8 @@ class Controller:
                 WORKQUEUE_DEPTH.set(len(self.queue))
 
     def _schedule(self, key: Key, raw: Mapping[str, Any], result: PassResult) -> None:
+        if result.result == "abandoned":
+            return
         if result.result == "gone":
             self.queue.discard(key)
             return
