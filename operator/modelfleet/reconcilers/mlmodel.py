@@ -184,7 +184,23 @@ def plan_serving(
         pinned_replicas=pinned,
     )
     current_hash = ((deployment or {}).get("metadata", {}).get("annotations") or {}).get(DESIRED_HASH)
-    if current_hash != desired[0]["metadata"]["annotations"][DESIRED_HASH]:
+    wanted_replicas = desired[0]["spec"].get("replicas")  # absent when a HorizontalPodAutoscaler owns the count
+    scaled_by_hand = (
+        deployment is not None
+        and wanted_replicas is not None
+        and (deployment.get("spec") or {}).get("replicas") != wanted_replicas
+    )
+    if current_hash != desired[0]["metadata"]["annotations"][DESIRED_HASH] or scaled_by_hand:
+        if scaled_by_hand and current_hash == desired[0]["metadata"]["annotations"][DESIRED_HASH]:
+            # The operator owns the count (serving.minReplicas, or zero when idle): a hand edit is undone, once.
+            got = (deployment or {}).get("spec", {}).get("replicas")
+            plan.events.append(
+                Event(
+                    "Normal",
+                    "ReplicasRestored",
+                    f"Deployment {name} had {got} replica(s); restored to {wanted_replicas}",
+                )
+            )
         plan.apply = desired
     if pinned == 0 and serving_now == target.number:
         c.set(
