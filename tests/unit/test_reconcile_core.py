@@ -111,6 +111,7 @@ def test_the_queue_keeps_the_earliest_due_time_and_backs_off_failures() -> None:
     assert q.retry("throttled", at_least=30.0) == 30.0  # a Retry-After longer than the back-off
     q.forget("k")
     assert q.retry("k") == 1.0
+    assert [q.retry("outage", cap=2.0) for _ in range(4)] == [1.0, 2.0, 2.0, 2.0]  # an unreachable API: capped
 
 
 # -- routing

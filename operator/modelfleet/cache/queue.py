@@ -57,11 +57,13 @@ class WorkQueue(Generic[K]):
         heapq.heappush(self._heap, (due, next(self._seq), key))
         self._wake.set()
 
-    def retry(self, key: K, at_least: float = 0.0) -> float:
-        """Again after the key's back-off (doubling with each failure in a row), or `at_least` if longer."""
+    def retry(self, key: K, at_least: float = 0.0, cap: float | None = None) -> float:
+        """Again after the key's back-off (doubling with each failure in a row, up to `cap` or the queue's maximum),
+        or `at_least` if longer."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
-        delay = max(at_least, min(self.max_backoff, self.base_backoff * 2**failures))
+        ceiling = self.max_backoff if cap is None else min(cap, self.max_backoff)
+        delay = max(at_least, min(ceiling, self.base_backoff * 2 ** min(failures, 30)))
         self.add(key, delay)
         return delay
 

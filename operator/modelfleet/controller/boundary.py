@@ -36,6 +36,7 @@ from modelfleet.vocabulary import Key
 
 log = logging.getLogger(__name__)
 CONFLICT_DELAY = 0.5
+UNREACHABLE_CAP = 5.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class PassResult:
     result: str  # success, invalid, waiting, conflict, retry, error, gone, abandoned
     again: float | None = None  # seconds until the next pass; None: events and the resync only
     backoff: bool = False  # `again` is a floor: the key's exponential back-off applies
+    cap: float | None = None  # the back-off's ceiling, when not the queue's (an unreachable API server)
     cause: str = ""
 
 
@@ -139,7 +141,9 @@ class Pass:
             result = self._api_error(key, e)
         except (HTTPError, ConnectionError, TimeoutError) as e:
             log.warning("%s: Kubernetes API unreachable: %s", key, e)
-            result = PassResult("retry", 1.0, backoff=True, cause="unreachable")
+            # Not the object's fault: retried every UNREACHABLE_CAP seconds at most (the client's rate limit bounds
+            # the attempts), so work begun before an outage goes on within seconds of the API's return.
+            result = PassResult("retry", 1.0, backoff=True, cap=UNREACHABLE_CAP, cause="unreachable")
         except Exception:
             log.exception("%s: unexpected error; retrying with back-off", key)
             result = PassResult("error", 1.0, backoff=True, cause="unexpected")

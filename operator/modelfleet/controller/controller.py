@@ -257,7 +257,7 @@ class Controller:
             self.queue.discard(key)
             return
         if result.backoff:
-            self.queue.retry(key, at_least=result.again or 0.0)
+            self.queue.retry(key, at_least=result.again or 0.0, cap=result.cap)
             WORKQUEUE_RETRIES.labels(key.kind, result.cause).inc()
             return
         if result.again is not None:

@@ -139,6 +139,20 @@ class DevCluster:
     def log_path(self, component: str) -> Path:
         return self.sup.log_path(component)
 
+    # -- faults (the chaos tests) ----------------------------------------------------------------------------------
+    def stop_component(self, component: str) -> None:
+        """Stops one component (SIGTERM, then SIGKILL): an outage of the API server or etcd, for fault tests."""
+        self.sup.stop(component, grace=5.0)
+
+    def start_component(self, component: str) -> None:
+        """Starts a component stopped with stop_component on its old address, and waits until it serves."""
+        self.sup.restart(component)
+        state = self._load()
+        if component == "kube-apiserver":
+            self._wait(component, lambda: _get_ok(f"{state['server']}/readyz", _tls_context(self.pki)))
+        elif component == "etcd":
+            self._wait(component, lambda: _get_ok(f"http://127.0.0.1:{state['ports']['etcd_client']}/health"))
+
     # -- status -----------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         state = self._load()

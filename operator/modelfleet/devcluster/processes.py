@@ -111,6 +111,7 @@ class Supervisor:
         self.log_dir = state_dir / "logs"
         self.pid_dir = state_dir / "pids"
         self.started: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}  # how each was started (for a restart)
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
@@ -142,7 +143,15 @@ class Supervisor:
         log.close()
         (self.pid_dir / f"{name}.pid").write_text(str(proc.pid))
         self.started[name] = proc
+        self.commands[name] = (list(argv), dict(env or {}))
         return proc
+
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
+        """Starts a stopped component again exactly as it was started here (same flags, same ports)."""
+        if name not in self.commands:
+            raise KeyError(f"{name} was not started by this supervisor")
+        argv, env = self.commands[name]
+        return self.start(name, argv, env)
 
     def exited(self, name: str) -> bool:
         """Whether a component has stopped. For processes started here the Popen handle decides: between fork and

@@ -16,6 +16,7 @@ from modelfleet.handlers import driftpolicy, mlmodel, modelversion, trainingjob
 from modelfleet.handlers.watch import CHILD_KINDS, WATCHED
 from modelfleet.reconcilers.records import CachedRecord
 
+WATCH_RETRY_BACKOFFS = (0.5, 1.0, 2.0, *([3.0] * 200))
 KINDS = {
     "MLModel": Kind("MLModel", "mlmodels", MLModel, mlmodel.reconcile),
     "TrainingJob": Kind("TrainingJob", "trainingjobs", TrainingJob, trainingjob.reconcile),
@@ -34,6 +35,9 @@ async def operator_configure(
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
+    # Kopf's own requests (the watches) retry a failed request with these pauses: short and flat, so a watch is back
+    # within 3 s of the API server's return after an outage of up to ten minutes (Kopf's default grows to 21 s).
+    settings.networking.error_backoffs = WATCH_RETRY_BACKOFFS
     settings.posting.level = logging.WARNING  # decisions are posted as Events by the controller, not log lines
     for kind in CHILD_KINDS:  # only the children we made, filtered by the API server
         settings.watching.label_selectors[WATCHED[kind]] = CHILD_SELECTOR
