@@ -27,6 +27,7 @@ from modelfleet.clients.kube import Kube
 from modelfleet.clients.ratelimit import ClientStopped
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import DependencyNotReady, InvalidSpec
+from modelfleet.faults import crash_point
 from modelfleet.metrics import RECONCILE_SECONDS, RECONCILE_TOTAL
 from modelfleet.reconcilers.common import parse
 from modelfleet.reconcilers.drift_batch import GroupReadings
@@ -198,6 +199,7 @@ class Pass:
                     raise
                 self._post(kind, raw, [e for e in events if e.action])
                 return True
+            crash_point("after-status-patch")  # the status landed, its Events not yet posted
             self.expectations.expect(key, (written.get("metadata") or {}).get("resourceVersion"))
             raw = {**raw, "metadata": written.get("metadata") or raw["metadata"]}
         self._post(kind, raw, events)

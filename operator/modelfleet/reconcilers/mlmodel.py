@@ -461,6 +461,7 @@ def create_records(
         if version.number not in have and tj is not None:
             record = desired_record(model, version, tj, retain=config.retain_version_records)
             kube.create_custom(namespace, "modelversions", record)
+            crash_point("after-record-create")
 
 
 def reconcile_mlmodel(
@@ -520,6 +521,7 @@ def reconcile_mlmodel(
         kinds = {o["kind"] for o in plan.apply}
         for obj in plan.apply:
             kube.apply(obj)
+            crash_point("after-serving-apply")  # between the Deployment and the Service
         for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
             # No longer wanted (e.g. maxReplicas lowered); on the first rollout there is nothing to delete.
             if kind not in kinds and deployment is not None:
