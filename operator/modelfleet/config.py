@@ -136,6 +136,11 @@ class OperatorConfig:
     stop_seconds: float = 10.0
     """On SIGTERM, how long passes in flight may take before they are abandoned (below the chart's
     terminationGracePeriodSeconds; an abandoned pass is idempotent and runs again after the restart)."""
+    api_timeout_seconds: float = 60.0
+    """The longest one Kubernetes API request may take (a stalled connection fails the pass, which is retried)."""
+    watch_inactivity_seconds: float = 70.0
+    """A watch that delivers nothing, not even a bookmark (sent every 60 s), this long is taken for dead and
+    reconnected."""
     retain_version_records: bool = False
     """Keep ModelVersion records after their MLModel is deleted (no owner reference; marked modelDeletedAt) for
     audit; by default they are owned by the model and the garbage collector deletes them with it."""
@@ -177,6 +182,8 @@ class OperatorConfig:
             api_burst=_count("MODELFLEET_API_BURST", cls.api_burst),
             stop_seconds=_seconds("MODELFLEET_STOP_SECONDS", cls.stop_seconds),
             activity_seconds=_seconds("MODELFLEET_ACTIVITY_SECONDS", cls.activity_seconds),
+            api_timeout_seconds=_seconds("MODELFLEET_API_TIMEOUT_SECONDS", cls.api_timeout_seconds),
+            watch_inactivity_seconds=_seconds("MODELFLEET_WATCH_INACTIVITY_SECONDS", cls.watch_inactivity_seconds),
             retain_version_records=_flag("MODELFLEET_RETAIN_VERSION_RECORDS", cls.retain_version_records),
             namespaces=_list("MODELFLEET_NAMESPACES", ()),
         )

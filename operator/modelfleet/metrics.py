@@ -21,6 +21,11 @@ WORKQUEUE_RETRIES = Counter(
     "modelfleet_workqueue_retries_total", "Passes scheduled again after an error, by kind and cause.", ["kind", "cause"]
 )
 CACHE_OBJECTS = Gauge("modelfleet_cache_objects", "Objects kept in the watch-fed cache, by kind.", ["kind"])
+CACHE_PRUNED = Counter(
+    "modelfleet_cache_pruned_total",
+    "Cached objects found gone by the membership check (a deletion the watch never delivered), by kind.",
+    ["kind"],
+)
 RECONCILE_SECONDS = Histogram(
     "modelfleet_reconcile_seconds",
     "Time spent in one reconciliation.",

@@ -58,7 +58,7 @@ def prepare(
     except ConfigError as e:
         raise StartupError(str(e)) from e
     try:
-        api = api_client(qps=config.api_qps, burst=config.api_burst)
+        api = api_client(qps=config.api_qps, burst=config.api_burst, timeout=config.api_timeout_seconds)
     except (ConfigException, OSError, ValueError, TypeError) as e:
         raise StartupError(f"cannot load Kubernetes credentials (in-cluster or $KUBECONFIG): {e}") from e
     host = api.configuration.host

@@ -347,3 +347,27 @@ def test_closing_the_request_gate_wakes_a_waiting_request_and_refuses_the_next()
     assert outcome == ["stopped"] and not waiter.is_alive()
     with pytest.raises(ClientStopped):
         gate.enter()
+
+
+def test_a_deletion_the_watch_missed_is_found_by_the_membership_list() -> None:
+    import asyncio
+
+    from modelfleet.config import OperatorConfig
+    from modelfleet.controller.controller import Controller
+
+    def body(name: str, rv: int) -> dict[str, object]:
+        meta = {"name": name, "namespace": "ml", "uid": name, "resourceVersion": str(rv), "labels": {}}
+        return {"metadata": meta, "spec": {}, "status": {}}
+
+    async def scenario() -> tuple[int, list[str], list[str]]:
+        c = Controller(config=OperatorConfig(), kube=None, kinds={}, prometheus_for=lambda ns: None, clock=None)  # type: ignore[arg-type]
+        for name, rv in (("kept", 5), ("deleted-meanwhile", 6), ("created-after-the-list", 12)):
+            c.observe("DriftPolicy", "ADDED", body(name, rv))
+        listed = {("DriftPolicy", None): ({("ml", "kept")}, 10)}  # the list was read at version 10
+        gone = c.forget_missing(listed)  # type: ignore[arg-type]
+        names = sorted(k.name for k in c.store.keys("DriftPolicy"))
+        again = c.forget_missing({("DriftPolicy", None): ({("ml", "kept")}, None)})  # type: ignore[arg-type]
+        return gone + again, names, [str(k) for k in c.store.keys("DriftPolicy")]
+
+    gone, names, _ = asyncio.run(scenario())
+    assert gone == 1 and names == ["created-after-the-list", "kept"]

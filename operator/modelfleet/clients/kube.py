@@ -22,6 +22,7 @@ from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.clients.ratelimit import RequestGate, TokenBucket
 from modelfleet.metrics import API_REQUESTS
 
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 OUR_PLURALS = ("mlmodels", "trainingjobs", "driftpolicies", "modelversions")
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,10 @@ def resource_of(url: str) -> str:
     return match.group(1) + (match.group(2) or "")
 
 
-def _limited(api: client.ApiClient, limiter: TokenBucket | None) -> client.ApiClient:
+CONNECT_TIMEOUT = 5.0
+
+
+def _limited(api: client.ApiClient, limiter: TokenBucket | None, timeout: float = 60.0) -> client.ApiClient:
     """Every request of `api` waits for the limiter (on the calling thread, never the event loop) and is counted."""
     rest = api.rest_client
     request = rest.request
@@ -58,6 +62,10 @@ def _limited(api: client.ApiClient, limiter: TokenBucket | None) -> client.ApiCl
 
     def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         gate.enter()
+        if kwargs.get("_request_timeout") is None:
+            # No request waits forever: a connection that stalls (a proxy, a half-open socket) fails the pass, which
+            # is retried on a fresh connection.
+            kwargs["_request_timeout"] = (CONNECT_TIMEOUT, timeout)
         code = "error"
         try:
             response = request(method, url, *args, **kwargs)
@@ -75,7 +83,11 @@ def _limited(api: client.ApiClient, limiter: TokenBucket | None) -> client.ApiCl
 
 
 def api_client(
-    kubeconfig: str | None = None, *, qps: float | None = None, burst: int | None = None
+    kubeconfig: str | None = None,
+    *,
+    qps: float | None = None,
+    burst: int | None = None,
+    timeout: float = 60.0,
 ) -> client.ApiClient:
     """In-cluster credentials when running in a pod, the kubeconfig ($KUBECONFIG or `kubeconfig`) otherwise. With
     `qps`, requests beyond `burst` in a row are spaced to `qps` per second."""
@@ -88,7 +100,7 @@ def api_client(
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 4, 16)  # one per worker thread
     limiter = TokenBucket(qps, burst or max(1, int(qps))) if qps else None
-    return _limited(client.ApiClient(cfg), limiter)
+    return _limited(client.ApiClient(cfg), limiter, timeout)
 
 
 def missing_crds(
@@ -218,6 +230,32 @@ class Kube:
             token = (resp.get("metadata") or {}).get("continue")
             if not token:
                 return items
+
+    def list_metadata(
+        self, plural: str, namespace: str | None = None, *, selector: str | None = None, page: int = 500
+    ) -> tuple[set[tuple[str, str]], int | None]:
+        """The (namespace, name) of every object, as metadata only (PartialObjectMetadataList: a few hundred bytes an
+        object, not the whole body), and the list's resourceVersion (None when not a number)."""
+        names: set[tuple[str, str]] = set()
+        token: str | None = None
+        version: int | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": page, "_preload_content": False, "_headers": {"Accept": METADATA_ONLY}}
+            if token:
+                kwargs["_continue"] = token
+            if selector:
+                kwargs["label_selector"] = selector
+            resp = self._json(self._lister(plural, namespace)(**kwargs))
+            for item in resp.get("items") or []:
+                meta = item.get("metadata") or {}
+                names.add((str(meta.get("namespace", "")), str(meta.get("name", ""))))
+            meta = resp.get("metadata") or {}
+            if version is None:  # the first page's version: the continuation pages are read at it
+                raw = str(meta.get("resourceVersion") or "")
+                version = int(raw) if raw.isdigit() else None
+            token = meta.get("continue")
+            if not token:
+                return names, version
 
     def _lister(self, plural: str, namespace: str | None) -> Any:
         apps = client.AppsV1Api(self.api)

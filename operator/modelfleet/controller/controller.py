@@ -16,14 +16,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from modelfleet.cache.queue import WorkQueue
-from modelfleet.cache.store import Store
+from modelfleet.cache.store import Store, resource_version
 from modelfleet.cache.view import CachedCluster, Expectations
 from modelfleet.clients.kube import Kube
 from modelfleet.config import OperatorConfig
 from modelfleet.controller.activity import ActivityBoard, ActivityScanner
 from modelfleet.controller.boundary import Kind, Pass, PassDeps, PassResult
 from modelfleet.controller.routing import OURS, queued_by
-from modelfleet.metrics import CACHE_OBJECTS, WORKQUEUE_DEPTH, WORKQUEUE_RETRIES
+from modelfleet.metrics import CACHE_OBJECTS, CACHE_PRUNED, WORKQUEUE_DEPTH, WORKQUEUE_RETRIES
 from modelfleet.reconcilers.drift_batch import GroupReadings
 from modelfleet.vocabulary import (
     LABEL_MODEL,
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 CHILD_PLURALS = {"Job": "jobs", "Pod": "pods", "Deployment": "deployments"}
 CHILD_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 SYNC_TIMEOUT_SECONDS = 60.0
+Members = dict[tuple[str, str | None], tuple[set[tuple[str, str]], int | None]]
 
 
 def needs_pass(key: Key, raw: Mapping[str, Any]) -> bool:
@@ -152,16 +153,58 @@ class Controller:
     def _scopes(self) -> list[str | None]:
         return list(self.config.namespaces) or [None]
 
+    def list_members(self) -> Members:
+        """What exists on the API server, per (kind, watched namespace or None): names and the list's version.
+        Metadata only, in pages: a few hundred bytes an object."""
+        members: Members = {}
+        for namespace in self._scopes():
+            for kind, plural in PLURALS.items():
+                members[(kind, namespace)] = self.kube.list_metadata(plural, namespace)
+            for kind, plural in CHILD_PLURALS.items():
+                members[(kind, namespace)] = self.kube.list_metadata(plural, namespace, selector=CHILD_SELECTOR)
+        return members
+
     def count_existing(self) -> dict[str, int]:
         """How many objects each watch will list (what the cache must hold before the first pass)."""
         counts: dict[str, int] = {}
-        for namespace in self._scopes():
-            for kind, plural in PLURALS.items():
-                counts[kind] = counts.get(kind, 0) + len(self.kube.list_all(plural, namespace))
-            for kind, plural in CHILD_PLURALS.items():
-                found = self.kube.list_all(plural, namespace, selector=CHILD_SELECTOR)
-                counts[kind] = counts.get(kind, 0) + len(found)
+        for (kind, _), (names, _) in self.list_members().items():
+            counts[kind] = counts.get(kind, 0) + len(names)
         return counts
+
+    def forget_missing(self, members: Members) -> int:
+        """Client-go's relist semantics for what Kopf does not tell us: an object the cache holds but a list made
+        after it no longer shows was deleted while a watch was down (a DELETED event lost to a stalled stream or
+        a 410), and leaves the cache as if its event had come. Objects newer than the list are kept."""
+        gone = 0
+        for (kind, scope), (names, version) in members.items():
+            if version is None:  # resourceVersions that are not numbers cannot be ordered: nothing is judged
+                continue
+            for key in self.store.keys(kind):
+                if (scope is not None and key.namespace != scope) or (key.namespace, key.name) in names:
+                    continue
+                cached = self.store.peek(*key)
+                have = resource_version(cached)
+                if cached is None or have is None or have > version:
+                    continue
+                self.observe(kind, "DELETED", cached)
+                CACHE_PRUNED.labels(kind).inc()
+                gone += 1
+        if gone:
+            log.warning("%d cached object(s) were deleted while a watch missed it; forgotten now", gone)
+        return gone
+
+    async def _membership(self) -> None:
+        """Every resync period (jittered): list what exists and forget what the watches missed deleting."""
+        await self.synced.wait()
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.config.resync_seconds * random.uniform(0.9, 1.1))
+            try:
+                members = await loop.run_in_executor(self._executor, self.list_members)
+            except Exception as e:  # an API outage: the next period tries again
+                log.warning("membership check skipped: %s", e)
+                continue
+            self.forget_missing(members)
 
     def remove_legacy_finalizers(self) -> int:
         """Older versions put a Kopf finalizer on every MLModel and TrainingJob: one patch per object removes it."""
@@ -197,6 +240,7 @@ class Controller:
             asyncio.create_task(self._worker(), name=f"reconcile-worker-{i}") for i in range(self.config.workers)
         ]
         self._tasks.append(asyncio.create_task(self._sync_deadline(), name="cache-sync-deadline"))
+        self._tasks.append(asyncio.create_task(self._membership(), name="cache-membership"))
         self._tasks.append(asyncio.create_task(self.scanner.run(self.synced, self._executor), name="activity-scanner"))
 
     async def _sync_deadline(self) -> None:

@@ -38,6 +38,8 @@ async def operator_configure(
     # Kopf's own requests (the watches) retry a failed request with these pauses: short and flat, so a watch is back
     # within 3 s of the API server's return after an outage of up to ten minutes (Kopf's default grows to 21 s).
     settings.networking.error_backoffs = WATCH_RETRY_BACKOFFS
+    # A watch stream that goes silent (a stalled proxy, a half-open connection) is reconnected after this.
+    settings.watching.inactivity_timeout = memo["deps"].config.watch_inactivity_seconds
     settings.posting.level = logging.WARNING  # decisions are posted as Events by the controller, not log lines
     for kind in CHILD_KINDS:  # only the children we made, filtered by the API server
         settings.watching.label_selectors[WATCHED[kind]] = CHILD_SELECTOR
