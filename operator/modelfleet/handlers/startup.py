@@ -35,6 +35,10 @@ async def operator_configure(
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
+    # No scanning of namespaces and CRDs at the cluster scope: the operator watches the namespaces it is given (or
+    # all), and its CRDs are checked before Kopf starts (a missing one stops the start with its name). Scanning would
+    # ask for cluster-wide rights a namespaced install does not have, and retry each refusal as below.
+    settings.scanning.disabled = True
     # Kopf's own requests (the watches) retry a failed request with these pauses: short and flat, so a watch is back
     # within 3 s of the API server's return after an outage of up to ten minutes (Kopf's default grows to 21 s).
     settings.networking.error_backoffs = WATCH_RETRY_BACKOFFS
