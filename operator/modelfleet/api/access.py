@@ -20,14 +20,12 @@ and the API server's authorizer can check, the way Kubernetes itself checks `app
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from modelfleet.api.generated import write_or_check
+from modelfleet.api.generated import generator_main
 from modelfleet.api.v1alpha1 import GROUP, VERSION
 
 APPROVED_BY = f"{GROUP}/approved-by"
@@ -246,18 +244,12 @@ def render() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--root", type=Path, default=Path("."), help="the repository root")
-    parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on any difference")
-    args = parser.parse_args(argv)
-    stale = False
-    for rel, text in render().items():
-        if write_or_check(args.root / rel, text, args.check) and args.check:
-            stale = True
-    if stale:
-        print("approval policies differ from operator/modelfleet/api/access.py: run `make manifests`", file=sys.stderr)
-        return 1
-    return 0
+    return generator_main(
+        argv,
+        __doc__ or "",
+        render,
+        "approval policies differ from operator/modelfleet/api/access.py: run `make manifests`",
+    )
 
 
 if __name__ == "__main__":
