@@ -18,7 +18,7 @@ from kubernetes.config.config_exception import ConfigException
 from prometheus_client import start_http_server
 from urllib3.exceptions import HTTPError
 
-from modelfleet.clients.kube import Kube, api_client, missing_crds
+from modelfleet.clients.kube import Kube, api_client, missing_crds, retrying
 from modelfleet.config import ConfigError, OperatorConfig
 from modelfleet.deps import Deps
 
@@ -63,7 +63,13 @@ def prepare(
         raise StartupError(f"cannot load Kubernetes credentials (in-cluster or $KUBECONFIG): {e}") from e
     host = api.configuration.host
     try:
-        missing = missing_crds(api, timeout=API_CHECK_TIMEOUT_SECONDS)
+        # A server that answers 5xx or 429 is asked again for a few seconds; one that does not answer fails at once.
+        missing = retrying(
+            lambda: missing_crds(api, timeout=API_CHECK_TIMEOUT_SECONDS),
+            what="the CRD check",
+            budget=API_CHECK_TIMEOUT_SECONDS,
+            unreachable=False,
+        )
     except (HTTPError, OSError) as e:
         why = str(getattr(e, "reason", None) or e)[:300]
         raise StartupError(f"cannot reach the Kubernetes API server at {host}: {why}") from e

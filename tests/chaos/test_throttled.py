@@ -17,14 +17,6 @@ TINY = ("apiPriority.enabled=true", "apiPriority.nominalConcurrencyShares=1", "a
 KINDS = ("ServiceAccount", "Role", "RoleBinding", "FlowSchema", "PriorityLevelConfiguration")
 
 
-def counter(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_a_429_storm_is_ridden_out_with_back_off_and_no_duplicates(
     kube: Kube, kubeconfig: Path, crds: Path, namespace: str, tmp_path: Path
 ) -> None:
@@ -41,9 +33,8 @@ def test_a_429_storm_is_ridden_out_with_back_off_and_no_duplicates(
         runs = wait_for(
             lambda: len(r := kube.items("trainingjobs", namespace)) >= MODELS and r, 300, "a run for every model"
         )
-        text = operator.metrics() or ""
-        throttled = counter(text, "modelfleet_api_requests_total", code="429")
-        backed_off = counter(text, "modelfleet_workqueue_retries_total", cause="throttled")
+        throttled = operator.counter("modelfleet_api_requests_total", code="429")
+        backed_off = operator.counter("modelfleet_workqueue_retries_total", cause="throttled")
         print(f"{MODELS} models converged through {throttled:.0f} 429s ({backed_off:.0f} passes backed off)")
         assert throttled > 0 and backed_off > 0, "the priority level never throttled the operator"
         owners = sorted(r["spec"]["modelRef"]["name"] for r in runs)

@@ -14,7 +14,7 @@ from modelfleet.api.v1alpha1 import TrainingJob
 from modelfleet.cache.queue import WorkQueue
 from modelfleet.cache.store import Store, slim
 from modelfleet.cache.view import CacheBehind, CachedCluster, Expectations
-from modelfleet.clients.kube import resource_of
+from modelfleet.clients.kube import resource_of, retrying
 from modelfleet.clients.ratelimit import ClientStopped, RequestGate, TokenBucket
 from modelfleet.config import OperatorConfig
 from modelfleet.controller.boundary import Kind, Pass, PassDeps
@@ -282,6 +282,39 @@ def test_an_invalid_spec_is_said_once_and_errors_never_escape_the_pass() -> None
 
     result = _boundary(kube, throttled).run(Key("TrainingJob", "ns", "t"), _tj_body())
     assert (result.result, result.again, result.backoff) == ("retry", 7.0, True)
+
+
+def test_start_up_requests_are_tried_again_after_transient_failures_only() -> None:
+    pauses: list[float] = []
+    failures = [ApiException(status=503), ApiException(status=429), ConnectionResetError("reset")]
+
+    def flaky() -> str:
+        if failures:
+            raise failures.pop(0)
+        return "listed"
+
+    assert retrying(flaky, what="a list", budget=60, sleep=pauses.append) == "listed"
+    assert pauses == [0.5, 1.0, 2.0]  # doubling
+
+    def forbidden() -> str:
+        raise ApiException(status=403)
+
+    with pytest.raises(ApiException):  # the same answer on every try: at once
+        retrying(forbidden, what="a list", budget=60, sleep=pauses.append)
+    assert len(pauses) == 3
+
+    def refused() -> str:
+        raise ConnectionRefusedError("refused")
+
+    with pytest.raises(ConnectionRefusedError):  # the CRD check fails fast on a server that does not answer
+        retrying(refused, what="a check", budget=60, unreachable=False, sleep=pauses.append)
+    assert len(pauses) == 3
+
+    def down() -> str:
+        raise ApiException(status=500)
+
+    with pytest.raises(ApiException):  # the budget ends the tries
+        retrying(down, what="a list", budget=2.0, sleep=lambda s: None)
 
 
 # -- activity read per namespace

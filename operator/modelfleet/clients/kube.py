@@ -9,14 +9,16 @@ import logging
 import os
 import re
 import socket
+import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError
 
 from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.clients.ratelimit import RequestGate, TokenBucket
@@ -52,6 +54,39 @@ def resource_of(url: str) -> str:
 
 
 CONNECT_TIMEOUT = 5.0
+T = TypeVar("T")
+
+
+def transient(e: BaseException, *, unreachable: bool = True) -> bool:
+    """An API failure worth trying again: the server busy (429) or failing (5xx), or (with `unreachable`) not
+    answering at all. Anything else (403, 404, 422) says the same on every try."""
+    if isinstance(e, ApiException):
+        return e.status == 429 or (e.status or 0) >= 500
+    return unreachable and isinstance(e, (HTTPError, ConnectionError, TimeoutError))
+
+
+def retrying(
+    call: Callable[[], T],
+    *,
+    what: str,
+    budget: float,
+    unreachable: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`call()`, tried again after transient failures with doubling pauses (0.5 s up to 5 s) for up to `budget`
+    seconds; the last failure is raised. For the one-shot requests of start-up, which have no work queue to retry
+    them: one lost response must not stop an operator."""
+    deadline = time.monotonic() + budget
+    pause = 0.5
+    while True:
+        try:
+            return call()
+        except Exception as e:
+            if not transient(e, unreachable=unreachable) or time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s failed (%s); trying again in %.1fs", what, getattr(e, "status", None) or e, pause)
+        sleep(pause)
+        pause = min(pause * 2, 5.0)
 
 
 def _limited(api: client.ApiClient, limiter: TokenBucket | None, timeout: float = 60.0) -> client.ApiClient:

@@ -18,7 +18,7 @@ from typing import Any
 from modelfleet.cache.queue import WorkQueue
 from modelfleet.cache.store import Store, resource_version
 from modelfleet.cache.view import CachedCluster, Expectations
-from modelfleet.clients.kube import Kube
+from modelfleet.clients.kube import Kube, retrying
 from modelfleet.config import OperatorConfig
 from modelfleet.controller.activity import ActivityBoard, ActivityScanner
 from modelfleet.controller.boundary import Kind, Pass, PassDeps, PassResult
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 CHILD_PLURALS = {"Job": "jobs", "Pod": "pods", "Deployment": "deployments"}
 CHILD_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 SYNC_TIMEOUT_SECONDS = 60.0
+START_RETRY_SECONDS = 120.0  # start-up lists ride out a busy or failing API server this long, then the start fails
 Members = dict[tuple[str, str | None], tuple[set[tuple[str, str]], int | None]]
 
 
@@ -233,8 +234,12 @@ class Controller:
     async def start(self) -> None:
         """Counts what the watches will list, removes legacy finalizers, starts the workers and the scanner."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.remove_legacy_finalizers)
-        self._expected = await loop.run_in_executor(self._executor, self.count_existing)
+
+        def start_up() -> dict[str, int]:
+            retrying(self.remove_legacy_finalizers, what="removing legacy finalizers", budget=START_RETRY_SECONDS)
+            return retrying(self.count_existing, what="counting existing objects", budget=START_RETRY_SECONDS)
+
+        self._expected = await loop.run_in_executor(self._executor, start_up)
         self._check_synced()
         self._tasks = [
             asyncio.create_task(self._worker(), name=f"reconcile-worker-{i}") for i in range(self.config.workers)

@@ -57,7 +57,12 @@ async def operator_configure(
         forget=FORGET,
     )
     memo["controller"] = controller
-    await controller.start()
+    try:
+        await controller.start()
+    except Exception as e:
+        # Transient failures were retried for START_RETRY_SECONDS; Kopf would retry a start-up handler forever,
+        # an operator alive and reconciling nothing. Failing the start exits the process, and the pod restarts.
+        raise kopf.PermanentError(f"the controller could not start: {e}") from e
     if memo.get("metrics_port"):  # bound before Kopf started (operator_main), so a taken port exits at once
         logger.info("metrics on :%s/metrics", memo["metrics_port"])
 
