@@ -1,8 +1,8 @@
 """The operator killed: at each named crash point between two writes of one decision, and with SIGKILL at seeded
-random moments across training, approval, rollout and retraining. After each run the fleet must have converged
-with nothing twice and nothing left over: every model serves its newest version, exactly one Job per TrainingJob,
-one Deployment per model, versions numbered 1..N without gaps or repeats, one ModelVersion record per version, and
-every child owned by an object that exists."""
+random moments across training, approval, rollout, rollback and a drift retrain (a real Prometheus, shifted traffic to
+the serving pod). After each run the fleet must have converged with nothing twice and nothing left over: every model
+serves the version it should, exactly one Job per TrainingJob, one Deployment per model, versions numbered 1..N
+without gaps or repeats, one ModelVersion record per version, and every child owned by an object that exists."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modelfleet.devcluster.prometheus import PodDiscovery, PrometheusServer
 from modelfleet.faults import CRASH_EXIT_CODE
 from tests.datasets import write
 from tests.e2e.conftest import claim, dump, jobs_of
+from tests.e2e.test_drift import ALL_ROWS
+from tests.e2e.test_serving import infer, serving_pod_ip
 from tests.e2e.test_training import TRAIN_TIMEOUT, model_manifest
+from tests.runtime.test_server import rows, v2_inputs
 from tests.support import Kube, OperatorProcess, has_condition, wait_for
 
 CRASH_POINTS = (
@@ -29,18 +33,28 @@ CRASH_POINTS = (
 
 
 def serves(kube: Kube, namespace: str, name: str, version: int) -> bool:
+    """`version` serves. Ready, unless a newer version exists: then Ready=False/AwaitingApproval says so (a
+    rollback), and Serving=True is what counts."""
     m = kube.get("mlm", name, namespace)
     status = (m or {}).get("status") or {}
-    return has_condition(m, "Ready") and (status.get("servingVersion") or {}).get("number") == version
+    newer = ((status.get("latestVersion") or {}).get("number") or 0) > version
+    return (
+        has_condition(m, "Serving" if newer else "Ready")
+        and (status.get("servingVersion") or {}).get("number") == version
+    )
 
 
-def check_converged(kube: Kube, namespace: str, models: dict[str, int], context: str) -> None:
-    """The properties every run must end with (`models`: name -> newest version)."""
+def check_converged(
+    kube: Kube, namespace: str, models: dict[str, int], context: str, serving: dict[str, int] | None = None
+) -> None:
+    """The properties every run must end with (`models`: name -> newest version; `serving`: name -> the version
+    served where it is not the newest)."""
     tjs = kube.items("trainingjobs", namespace)
     owners = {(o["kind"], o["uid"]) for kind in ("mlmodels", "trainingjobs") for o in _uids(kube, kind, namespace)}
     for name, newest in models.items():
         m = kube.get("mlm", name, namespace)
-        assert serves(kube, namespace, name, newest), f"{context}: {name} {dump(m.get('status') if m else None)}"
+        served = (serving or {}).get(name, newest)
+        assert serves(kube, namespace, name, served), f"{context}: {name} {dump(m.get('status') if m else None)}"
         assert [v["number"] for v in m["status"]["versions"]] == list(range(1, newest + 1)), context
         mine = sorted(t["metadata"]["name"] for t in tjs if t["spec"].get("modelRef", {}).get("name") == name)
         assert mine == [f"{name}-v{n}" for n in range(1, newest + 1)], f"{context}: {mine}"
@@ -64,10 +78,28 @@ def _uids(kube: Kube, plural: str, namespace: str) -> list[dict[str, str]]:
     return [{"kind": kind, "uid": o["metadata"]["uid"]} for o in kube.items(plural, namespace)]
 
 
-def prepare(kube: Kube, namespace: str) -> None:
+def prepare(kube: Kube, namespace: str) -> Path:
     data = claim(kube, namespace, "datasets")
     claim(kube, namespace, "model-store")
     write("breast_cancer", data / "breast_cancer.csv")
+    return data / "breast_cancer.csv"
+
+
+def drift_policy(model: str, prometheus: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelfleet.io/v1alpha1",
+        "kind": "DriftPolicy",
+        "metadata": {"name": f"{model}-drift"},
+        "spec": {
+            "modelRef": {"name": model},
+            "prometheus": {"url": prometheus},
+            "interval": "2s",
+            "checks": [{"name": "psi-all", "statistic": "psi", "threshold": 0.2}],
+            "trigger": {"for": "6s"},
+            "action": "Retrain",
+            "cooldown": "30m",
+        },
+    }
 
 
 def test_a_crash_at_each_point_between_two_writes_converges(
@@ -100,7 +132,7 @@ def test_sigkill_at_random_moments_converges_without_duplicates(
     rng = random.Random(seed)
     context = f"seed {seed} (rerun with MODELFLEET_CHAOS_SEED={seed})"
     print(context)
-    prepare(kube, namespace)
+    dataset = prepare(kube, namespace)
     plain, risky = model_manifest("plain"), model_manifest("risky")
     risky["spec"]["riskClass"] = "high"
     kills: list[float] = []
@@ -126,36 +158,47 @@ def test_sigkill_at_random_moments_converges_without_duplicates(
             op.proc.wait(timeout=30)
             kills.append(life)
 
-    kube.apply([plain, risky], namespace)
-    until(
-        lambda: (
-            serves(kube, namespace, "plain", 1)
-            and ((kube.get("mlm", "risky", namespace) or {}).get("status") or {}).get("latestVersion")
-        ),
-        "v1 of both",
-    )
-    risky["spec"]["serving"] = {"approvedVersion": 1}
-    kube.apply(risky, namespace)
-    until(lambda: serves(kube, namespace, "risky", 1), "the approved v1 to serve")
-    for m in (plain, risky):
-        m["spec"]["dataset"]["version"] = "2"
-    kube.apply([plain, risky], namespace)
-    until(
-        lambda: (
-            serves(kube, namespace, "plain", 2)
-            and ((kube.get("mlm", "risky", namespace) or {}).get("status") or {}).get("latestVersion", {}).get("number")
-            == 2
-        ),
-        "v2 of both",
-    )
-    risky["spec"]["serving"] = {"approvedVersion": 2}
-    kube.apply(risky, namespace)
-    until(lambda: serves(kube, namespace, "risky", 2), "the approved v2 to serve")
-    print(f"{context}: {len(kills)} kills, {sum(kills) / max(1, len(kills)):.1f}s lives on average")
-    final = operator()
+    def latest(name: str) -> int | None:
+        status = (kube.get("mlm", name, namespace) or {}).get("status") or {}
+        return (status.get("latestVersion") or {}).get("number")
+
+    discovery = PodDiscovery(kubeconfig).start()
+    prom = PrometheusServer(tmp_path / "prometheus", [discovery.job(interval="1s")]).start()
     try:
-        time.sleep(5)  # a last operator that is not killed: anything it would still do, it does now
-        check_converged(kube, namespace, {"plain": 2, "risky": 2}, context)
+        kube.apply([plain, risky], namespace)
+        until(lambda: serves(kube, namespace, "plain", 1) and latest("risky") == 1, "v1 of both")
+        risky["spec"]["serving"] = {"approvedVersion": 1}
+        kube.apply(risky, namespace)
+        until(lambda: serves(kube, namespace, "risky", 1), "the approved v1 to serve")
+        for m in (plain, risky):
+            m["spec"]["dataset"]["version"] = "2"
+        kube.apply([plain, risky], namespace)
+        until(lambda: serves(kube, namespace, "plain", 2) and latest("risky") == 2, "v2 of both")
+        risky["spec"]["serving"] = {"approvedVersion": 2}
+        kube.apply(risky, namespace)
+        until(lambda: serves(kube, namespace, "risky", 2), "the approved v2 to serve")
+        risky["spec"]["serving"] = {"approvedVersion": 1}  # rolled back
+        kube.apply(risky, namespace)
+        until(lambda: serves(kube, namespace, "risky", 1), "the rollback to v1")
+
+        # Drift: the world shifts, so do the dataset and the traffic to plain's v2; one retrain, on the data as it is.
+        write("breast_cancer", dataset, shift={"mean_radius": 3.0})
+        shifted = rows("breast_cancer", dataset, ALL_ROWS)
+        ip = serving_pod_ip(kube, namespace, "plain", 2)
+        for start in range(0, ALL_ROWS, 50):
+            infer(ip, "plain", v2_inputs({k: v[start : start + 50] for k, v in shifted.items()}))
+        kube.apply(drift_policy("plain", prom.url), namespace)
+        until(lambda: serves(kube, namespace, "plain", 3), "the drift retrain to serve v3")
+        print(f"{context}: {len(kills)} kills, {sum(kills) / max(1, len(kills)):.1f}s lives on average")
+        final = operator()
+        try:
+            time.sleep(5)  # a last operator that is not killed: anything it would still do, it does now
+            check_converged(kube, namespace, {"plain": 3, "risky": 2}, context, serving={"risky": 1})
+            v3 = kube.get("tj", "plain-v3", namespace)
+            assert v3 and v3["spec"]["reason"] == "drift", f"{context}: {dump(v3)}"
+        finally:
+            final.stop()
     finally:
-        final.stop()
+        prom.stop()
+        discovery.stop()
     assert len(kills) >= 4, f"{context}: too few kills to mean anything ({len(kills)})"
