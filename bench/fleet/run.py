@@ -29,7 +29,6 @@ import math
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,14 +41,12 @@ from tests.e2e.test_event_driven import ON_KWOK
 from tests.e2e.test_first_model import shortest_model
 from tests.support import Kube, OperatorProcess, has_condition, wait_for
 
+from bench.cluster import bench_cluster
 from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.builders.serving import DESIRED_HASH
 from modelfleet.clients.kube import api_client
-from modelfleet.devcluster import ClusterConfig, DevCluster, SetupError
-from modelfleet.devcluster.binaries import find_binaries
 from modelfleet.devcluster.cluster import desired_gpu_node
 
-ROOT = Path(__file__).resolve().parents[2]
 PODS_PER_NODE = 100
 IDLE_WINDOW = 60.0
 
@@ -319,25 +316,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args()
     sizes = args.models or [1000]
-    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp_dir:
-        tmp = Path(tmp_dir)
-        cluster = DevCluster(ClusterConfig(state_dir=tmp / "cluster", gpu_nodes=2))
-        try:
-            cluster.up(progress=lambda m: print(f"  {m}", file=sys.stderr))
-        except SetupError as e:
-            print(f"bench: {e}", file=sys.stderr)
-            return 1
-        try:
-            kube = Kube(cluster.kubeconfig, find_binaries() / "kubectl")
-            kube.run("apply", "--server-side", "-f", str(ROOT / "crds"))
-            kube.run("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=modelfleet")
-            nodes = math.ceil(2 * max(sizes) / PODS_PER_NODE) + 1  # the operator's serving pods and the floor's
-            for i in range(2, nodes + 2):
-                node = json.dumps(desired_gpu_node(i, 0))  # server-side: a Node's status is kept on create
-                kube.run("apply", "--server-side", "--force-conflicts", "-f", "-", input=node)
-            rows = [measure(kube, cluster.kubeconfig, n, args, tmp, args.seed) for n in sizes]
-        finally:
-            cluster.down()
+    with bench_cluster("bench-fleet-") as (kube, tmp):
+        nodes = math.ceil(2 * max(sizes) / PODS_PER_NODE) + 1  # the operator's serving pods and the floor's
+        for i in range(2, nodes + 2):
+            node = json.dumps(desired_gpu_node(i, 0))  # server-side: a Node's status is kept on create
+            kube.run("apply", "--server-side", "--force-conflicts", "-f", "-", input=node)
+        rows = [measure(kube, kube.kubeconfig, n, args, tmp, args.seed) for n in sizes]
     print(
         "| models | Ready (s) | write floor (s) | ratio | peak / idle RSS (MiB) | idle CPU | idle API req/s "
         "(operator's own) | change p50 / p99 (s) | restart: writes, first pass (s) | delete, operator down (s) |"

@@ -29,12 +29,12 @@ import collections
 import json
 import statistics
 import sys
-import tempfile
 import time
 import urllib.error
 from pathlib import Path
 from typing import Any
 
+from tests.chaos.test_operator_killed import drift_policy
 from tests.datasets import write
 from tests.e2e.conftest import claim
 from tests.e2e.test_serving import infer
@@ -42,12 +42,10 @@ from tests.e2e.test_training import model_manifest
 from tests.runtime.test_server import rows, v2_inputs
 from tests.support import Kube, OperatorProcess, has_condition, wait_for
 
+from bench.cluster import bench_cluster
 from modelfleet.clients.kube import Kube as KubeClient
-from modelfleet.devcluster import ClusterConfig, DevCluster, SetupError
-from modelfleet.devcluster.binaries import find_binaries
 from modelfleet.devcluster.prometheus import PodDiscovery, PrometheusServer
 
-ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "soak"
 BATCH = 50
 TRAFFIC_EVERY = 2.0
@@ -105,24 +103,6 @@ def rss_summary(samples: list[tuple[float, float]], warm_up: float) -> dict[str,
     }
 
 
-def policy(model: str, prometheus: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "modelfleet.io/v1alpha1",
-        "kind": "DriftPolicy",
-        "metadata": {"name": model},
-        "spec": {
-            "modelRef": {"name": model},
-            "prometheus": {"url": prometheus},
-            "interval": "5s",
-            "checks": [{"name": "psi-all", "statistic": "psi", "threshold": 0.2}],
-            "trigger": {"for": "15s"},
-            "action": "Retrain",
-            "cooldown": "3m",
-            "budget": {"maxRetrainsPerWeek": 5},
-        },
-    }
-
-
 def serving_ip(kube: Kube, name: str) -> str | None:
     m = kube.get("mlm", name, NAMESPACE) or {}
     number = ((m.get("status") or {}).get("servingVersion") or {}).get("number")
@@ -165,7 +145,8 @@ def soak(kube: Kube, kubeconfig: Path, args: argparse.Namespace, tmp: Path) -> i
     try:
         kube.apply([model_manifest(n) for n in names], NAMESPACE)
         wait_for(lambda: all(has_condition(kube.get("mlm", n, NAMESPACE), "Ready") for n in names), 600, "Ready")
-        kube.apply([policy(n, prom.url) for n in names], NAMESPACE)
+        quick = {"interval": "5s", "trigger": {"for": "15s"}, "cooldown": "3m", "budget": {"maxRetrainsPerWeek": 5}}
+        kube.apply([drift_policy(n, prom.url, **quick) for n in names], NAMESPACE)
         began = time.monotonic()
         end = began + args.minutes * 60
         shifted, next_flip, next_sample, offset = False, began + args.flip_minutes * 60, began, 0
@@ -243,21 +224,8 @@ def main() -> int:
     parser.add_argument("--models", type=int, default=4)
     parser.add_argument("--flip-minutes", type=float, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp_dir:
-        tmp = Path(tmp_dir)
-        cluster = DevCluster(ClusterConfig(state_dir=tmp / "cluster"))
-        try:
-            cluster.up(progress=lambda m: print(f"  {m}", file=sys.stderr))
-        except SetupError as e:
-            print(f"bench: {e}", file=sys.stderr)
-            return 1
-        try:
-            kube = Kube(cluster.kubeconfig, find_binaries() / "kubectl")
-            kube.run("apply", "--server-side", "-f", str(ROOT / "crds"))
-            kube.run("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=modelfleet")
-            return soak(kube, cluster.kubeconfig, args, tmp)
-        finally:
-            cluster.down()
+    with bench_cluster("bench-soak-") as (kube, tmp):
+        return soak(kube, kube.kubeconfig, args, tmp)
 
 
 if __name__ == "__main__":

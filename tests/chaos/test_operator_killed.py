@@ -85,7 +85,8 @@ def prepare(kube: Kube, namespace: str) -> Path:
     return data / "breast_cancer.csv"
 
 
-def drift_policy(model: str, prometheus: str) -> dict[str, Any]:
+def drift_policy(model: str, prometheus: str, **spec: Any) -> dict[str, Any]:
+    """A DriftPolicy that retrains `model` on a PSI breach held for 6 s (`spec` overrides)."""
     return {
         "apiVersion": "modelfleet.io/v1alpha1",
         "kind": "DriftPolicy",
@@ -98,6 +99,7 @@ def drift_policy(model: str, prometheus: str) -> dict[str, Any]:
             "trigger": {"for": "6s"},
             "action": "Retrain",
             "cooldown": "30m",
+            **spec,
         },
     }
 
