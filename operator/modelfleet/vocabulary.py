@@ -86,3 +86,11 @@ def invalid_for_this_generation(obj: Mapping[str, Any]) -> bool:
     return ready.get("reason") == "InvalidSpec" and status.get("observedGeneration") == (obj.get("metadata") or {}).get(
         "generation"
     )
+
+
+def pvc_claim(uri: str) -> tuple[str, str] | None:
+    """pvc://claim/path -> (claim, path); None for any other scheme."""
+    if not uri.startswith("pvc://"):
+        return None
+    claim, _, path = uri[len("pvc://") :].partition("/")
+    return claim, path

@@ -13,11 +13,10 @@ from modelfleet.builders.training import (
     LABEL_VERSION,
     local_path,
     placement,
-    pvc_claim,
     restricted_security,
 )
 from modelfleet.config import OperatorConfig
-from modelfleet.vocabulary import owner_reference
+from modelfleet.vocabulary import owner_reference, pvc_claim
 
 SERVER_CONTAINER = "server"
 SERVER_PORT = 8080

@@ -18,6 +18,7 @@ from modelfleet.vocabulary import (
     LABEL_TRAININGJOB,
     LABEL_VERSION,
     owner_reference,
+    pvc_claim,
 )
 
 __all__ = ["LABEL_FINGERPRINT", "LABEL_MODEL", "LABEL_TEAM", "LABEL_TRAININGJOB", "LABEL_VERSION"]
@@ -77,14 +78,6 @@ def training_labels(trainingjob: str, labels: dict[str, str], fingerprint: str) 
         if labels.get(key):
             out[key] = labels[key]
     return out
-
-
-def pvc_claim(uri: str) -> tuple[str, str] | None:
-    """pvc://claim/path -> (claim, path)."""
-    if not uri.startswith("pvc://"):
-        return None
-    claim, _, path = uri[len("pvc://") :].partition("/")
-    return claim, path
 
 
 def local_path(uri: str, mount_root: str) -> str:

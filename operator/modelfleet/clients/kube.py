@@ -23,6 +23,8 @@ from urllib3.exceptions import HTTPError
 from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.clients.ratelimit import RequestGate, TokenBucket
 from modelfleet.metrics import API_REQUESTS
+from modelfleet.status.conditions import rfc3339
+from modelfleet.vocabulary import pvc_claim
 
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 OUR_PLURALS = ("mlmodels", "trainingjobs", "driftpolicies", "modelversions")
@@ -343,7 +345,7 @@ class Kube:
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """One core/v1 Event about `involved` (a raw object with apiVersion and kind), from this operator."""
         meta = involved["metadata"]
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = rfc3339(datetime.datetime.now(datetime.UTC))
         self.core.create_namespaced_event(
             meta["namespace"],
             {
@@ -375,9 +377,10 @@ class Kube:
         tell (object stores, remote volumes): the caller then trusts the record of the TrainingJob that wrote it."""
         if uri.startswith("file://"):
             return (Path(urllib.parse.urlparse(uri).path) / "digest").is_file()
-        if not uri.startswith("pvc://"):
+        parsed = pvc_claim(uri)
+        if parsed is None:
             return None
-        claim, _, rel = uri[len("pvc://") :].partition("/")
+        claim, rel = parsed
         pvc = self._get(self.core.read_namespaced_persistent_volume_claim, claim, namespace)
         volume = (pvc or {}).get("spec", {}).get("volumeName")
         try:

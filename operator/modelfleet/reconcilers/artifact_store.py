@@ -10,9 +10,9 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from modelfleet.builders.training import pvc_claim
 from modelfleet.config import OperatorConfig
 from modelfleet.reconcilers.outcome import Event
+from modelfleet.vocabulary import pvc_claim
 
 ROLE_LABEL = "modelfleet.io/role"
 ROLE = "artifact-store"

@@ -225,7 +225,7 @@ def _suppression(
     last = parse_time(status.last_triggered_time)
     cooldown = parse_duration(spec.cooldown)
     if last is not None and (now - last).total_seconds() < cooldown:
-        until = (last + datetime.timedelta(seconds=cooldown)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        until = rfc3339(last + datetime.timedelta(seconds=cooldown))
         return "cooldown", f"drift detected, no retrain: cooldown {spec.cooldown} since the last retrain, until {until}"
     if budget_reason:
         return "budget", f"drift detected, no retrain: {budget_message}"

@@ -25,6 +25,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from modelfleet.devcluster.executor.node import NodeAgent
+from modelfleet.devcluster.executor.podstatus import rfc3339
 from modelfleet.devcluster.executor.provisioner import Provisioner
 from modelfleet.devcluster.executor.volumes import ClusterReads
 from modelfleet.devcluster.executor.worker import PodContext, PodWorker
@@ -69,7 +70,7 @@ class IpAllocator:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(datetime.datetime.now(datetime.UTC))
 
 
 class Executor:

@@ -14,6 +14,8 @@ from typing import Any
 from kubernetes.client import CoordinationV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
+from modelfleet.devcluster.executor.podstatus import rfc3339
+
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_SECONDS = 40
 RENEW_EVERY = 10.0
@@ -23,10 +25,6 @@ EXECUTOR_LABEL = "modelfleet.io/executor"
 
 def _micro(t: datetime.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _seconds(t: datetime.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def desired_node(name: str, gpus: int, gpu_resource: str = "nvidia.com/gpu") -> dict[str, Any]:
@@ -64,14 +62,14 @@ def desired_node_status(
         ("Ready", "True", "KubeletReady", "modelfleet local executor is posting ready status"),
     ]:
         p = prev.get(ctype)
-        since = p["lastTransitionTime"] if p and p.get("status") == status else _seconds(now)
+        since = p["lastTransitionTime"] if p and p.get("status") == status else rfc3339(now)
         conds.append(
             {
                 "type": ctype,
                 "status": status,
                 "reason": reason,
                 "message": message,
-                "lastHeartbeatTime": _seconds(now),
+                "lastHeartbeatTime": rfc3339(now),
                 "lastTransitionTime": since,
             }
         )
