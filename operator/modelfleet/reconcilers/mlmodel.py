@@ -12,7 +12,14 @@ from typing import Any
 
 from modelfleet.api.access import APPROVED_BY, APPROVED_VERSION
 from modelfleet.api.v1alpha1 import API_VERSION
-from modelfleet.api.v1alpha1.mlmodel import DriftSummary, MLModel, MLModelStatus, TrainedVersion, Utilization
+from modelfleet.api.v1alpha1.mlmodel import (
+    DriftSummary,
+    MLModel,
+    MLModelSpec,
+    MLModelStatus,
+    TrainedVersion,
+    Utilization,
+)
 from modelfleet.api.v1alpha1.shared import LOWER_IS_BETTER, Validation
 from modelfleet.api.v1alpha1.trainingjob import TrainingResult
 from modelfleet.builders.serving import DESIRED_HASH, desired_serving, endpoint
@@ -283,31 +290,14 @@ def record_approval(
     return None
 
 
-def plan_mlmodel(
-    model: MLModel,
-    trainingjobs: Sequence[dict[str, Any]],
-    *,
-    fingerprint: str,
-    generation: int | None,
-    config: OperatorConfig,
-    now: datetime.datetime,
-    deployment: dict[str, Any] | None = None,
-    serving_pods: Sequence[dict[str, Any]] = (),
-    drift_policies: Sequence[dict[str, Any]] = (),
-    activity: Activity | None = None,
-) -> ModelPlan:
-    """Pure: versions, conditions, Events and the TrainingJob to create (if any)."""
-    spec = model.spec
-    name = str(model.metadata.get("name", ""))
-    namespace = str(model.metadata.get("namespace", ""))
-    status = model.status.model_copy(deep=True)
-    plan = ModelPlan(status=status)
-    c = ConditionEditor(status.conditions, now=now, generation=generation)
+def _record_finished_runs(
+    spec: MLModelSpec, status: MLModelStatus, tjs: Sequence[dict[str, Any]], events: list[Event]
+) -> None:
+    """Each run finished since the last pass: a succeeded one becomes a version (promotable or not), a failed one
+    newer than the failure on record is reported once. `tjs` sorted by version."""
     versions = list(status.versions)
     recorded = {v.training_job for v in versions}
-    tjs = sorted(trainingjobs, key=_version_of)
     reported_failure = _reported_failure(status.last_failed_training_job, tjs)
-
     for tj in tjs:
         tj_name, st = tj["metadata"]["name"], tj.get("status") or {}
         if is_true(tj, "Succeeded") and tj_name not in recorded and st.get("result"):
@@ -331,13 +321,11 @@ def plan_mlmodel(
             versions.append(version)
             metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
             cached = f" (cache hit of {st['cachedFrom']})" if st.get("cachedFrom") else ""
-            plan.events.append(
+            events.append(
                 Event("Normal", "VersionTrained", f"version {version.number} trained by {tj_name}{cached}: {metrics}")
             )
             if not ok:
-                plan.events.append(
-                    Event("Warning", "NotPromoted", f"version {version.number} will not be served: {why}")
-                )
+                events.append(Event("Warning", "NotPromoted", f"version {version.number} will not be served: {why}"))
         elif is_true(tj, "Failed") and tj_name not in recorded and _version_of(tj) > reported_failure:
             # One Event per failed run, newest last: a failure is reported only when it is newer than the one on
             # record, so two failed runs never take turns being "new" on every pass.
@@ -345,38 +333,52 @@ def plan_mlmodel(
             reported_failure = _version_of(tj)
             failed = condition(tj, "Failed")
             keeps = f"; the model keeps version {versions[-1].number}" if versions else ""
-            plan.events.append(
+            events.append(
                 Event(
                     "Warning",
                     "TrainingFailed",
                     f"{tj_name} failed: {failed.get('reason')}: {failed.get('message', '')}{keeps}",
                 )
             )
-
     versions.sort(key=lambda v: v.number)
     status.versions = versions[-MAX_VERSIONS:]
     status.latest_version = status.versions[-1] if status.versions else None
-    active = [tj for tj in tjs if not (is_true(tj, "Succeeded") or is_true(tj, "Failed"))]
-    status.active_training_job = active[0]["metadata"]["name"] if active else None
+
+
+def _next_run(
+    model: MLModel,
+    status: MLModelStatus,
+    tjs: Sequence[dict[str, Any]],
+    *,
+    fingerprint: str,
+    config: OperatorConfig,
+    events: list[Event],
+) -> dict[str, Any] | None:
+    """The TrainingJob to create: one when nothing runs and no run or version has these training inputs."""
     has_run = any(tj["metadata"].get("labels", {}).get(LABEL_FINGERPRINT) == fingerprint[:40] for tj in tjs) or any(
         v.fingerprint == fingerprint for v in status.versions
     )
-    if not active and not has_run:
-        number = max([v.number for v in versions] + [_version_of(tj) for tj in tjs], default=0) + 1
-        last_dataset = tjs[-1].get("spec", {}).get("dataset", {}).get("version") if tjs else None
-        reason = "initial" if not tjs else ("dataset" if last_dataset != spec.dataset.version else "spec-change")
-        plan.create = desired_model_trainingjob(
-            model, namespace=namespace, number=number, reason=reason, fingerprint=fingerprint, config=config
+    if status.active_training_job or has_run:
+        return None
+    number = max([v.number for v in status.versions] + [_version_of(tj) for tj in tjs], default=0) + 1
+    last_dataset = tjs[-1].get("spec", {}).get("dataset", {}).get("version") if tjs else None
+    reason = "initial" if not tjs else ("dataset" if last_dataset != model.spec.dataset.version else "spec-change")
+    namespace = str(model.metadata.get("namespace", ""))
+    create = desired_model_trainingjob(
+        model, namespace=namespace, number=number, reason=reason, fingerprint=fingerprint, config=config
+    )
+    status.active_training_job = create["metadata"]["name"]
+    events.append(
+        Event(
+            "Normal",
+            "TrainingRequested",
+            f"created TrainingJob {status.active_training_job} for version {number} (reason: {reason})",
         )
-        status.active_training_job = plan.create["metadata"]["name"]
-        plan.events.append(
-            Event(
-                "Normal",
-                "TrainingRequested",
-                f"created TrainingJob {status.active_training_job} for version {number} (reason: {reason})",
-            )
-        )
+    )
+    return create
 
+
+def _set_trained(status: MLModelStatus, c: ConditionEditor, active: Sequence[dict[str, Any]]) -> None:
     latest = status.latest_version
     if latest is not None:
         training_note = f"; training {status.active_training_job}" if status.active_training_job else ""
@@ -399,27 +401,13 @@ def plan_mlmodel(
         )
     else:
         c.default("Trained", UNKNOWN, "NotTrainedYet", "no version has been trained yet")
-    c.default("Degraded", FALSE, "AsExpected")
-    gpus_each = spec.serving.resources.gpu
-    available = int(((deployment or {}).get("status") or {}).get("availableReplicas") or 0)
-    plan.serving_gpu_seconds = record_activity(status, activity, now, serving_gpus=available * gpus_each)
-    training_gpu_seconds = sum(float((tj.get("status") or {}).get("gpuSeconds") or 0.0) for tj in tjs)
-    if training_gpu_seconds or (status.utilization and status.utilization.serving_gpu_seconds):
-        u = status.utilization = status.utilization or Utilization()
-        u.gpu_hours = round((training_gpu_seconds + (u.serving_gpu_seconds or 0.0)) / 3600.0, 4)
-    status.conditions = c.items  # the scaling rules read the Serving condition as it stands
-    pinned = pinned_replicas(
-        spec,
-        status,
-        name=name,
-        activity=activity,
-        policies=drift_policies,
-        scale_up_request=_annotation(model, SCALE_UP_ANNOTATION),
-        now=now,
-        events=plan.events,
-    )
-    plan_serving(model, status, c, plan, deployment=deployment, pods=serving_pods, config=config, pinned=pinned)
-    approval_problem = record_approval(model, status, now, plan.events)
+
+
+def _set_approved(
+    model: MLModel, status: MLModelStatus, c: ConditionEditor, now: datetime.datetime, events: list[Event]
+) -> None:
+    spec, latest, name = model.spec, status.latest_version, str(model.metadata.get("name", ""))
+    approval_problem = record_approval(model, status, now, events)
     if spec.risk_class != "high":
         c.set("Approved", TRUE, "NotRequired", f"riskClass {spec.risk_class} needs no approval")
     elif approval_problem:
@@ -437,6 +425,65 @@ def plan_mlmodel(
             f"version {latest.number} awaits approval: kubectl patch mlm "
             f'{name} --type=merge -p \'{{"spec":{{"serving":{{"approvedVersion":{latest.number}}}}}}}\'',
         )
+
+
+def _record_gpu_use(
+    status: MLModelStatus,
+    spec: MLModelSpec,
+    tjs: Sequence[dict[str, Any]],
+    deployment: dict[str, Any] | None,
+    activity: Activity | None,
+    now: datetime.datetime,
+) -> float:
+    """Folds serving GPU-seconds since the last reading into the status; returns them (for the counter)."""
+    available = int(((deployment or {}).get("status") or {}).get("availableReplicas") or 0)
+    serving_gpu_seconds = record_activity(status, activity, now, serving_gpus=available * spec.serving.resources.gpu)
+    training_gpu_seconds = sum(float((tj.get("status") or {}).get("gpuSeconds") or 0.0) for tj in tjs)
+    if training_gpu_seconds or (status.utilization and status.utilization.serving_gpu_seconds):
+        u = status.utilization = status.utilization or Utilization()
+        u.gpu_hours = round((training_gpu_seconds + (u.serving_gpu_seconds or 0.0)) / 3600.0, 4)
+    return serving_gpu_seconds
+
+
+def plan_mlmodel(
+    model: MLModel,
+    trainingjobs: Sequence[dict[str, Any]],
+    *,
+    fingerprint: str,
+    generation: int | None,
+    config: OperatorConfig,
+    now: datetime.datetime,
+    deployment: dict[str, Any] | None = None,
+    serving_pods: Sequence[dict[str, Any]] = (),
+    drift_policies: Sequence[dict[str, Any]] = (),
+    activity: Activity | None = None,
+) -> ModelPlan:
+    """Pure: versions, conditions, Events and the TrainingJob to create (if any)."""
+    spec = model.spec
+    status = model.status.model_copy(deep=True)
+    plan = ModelPlan(status=status)
+    c = ConditionEditor(status.conditions, now=now, generation=generation)
+    tjs = sorted(trainingjobs, key=_version_of)
+    _record_finished_runs(spec, status, tjs, plan.events)
+    active = [tj for tj in tjs if not (is_true(tj, "Succeeded") or is_true(tj, "Failed"))]
+    status.active_training_job = active[0]["metadata"]["name"] if active else None
+    plan.create = _next_run(model, status, tjs, fingerprint=fingerprint, config=config, events=plan.events)
+    _set_trained(status, c, active)
+    c.default("Degraded", FALSE, "AsExpected")
+    plan.serving_gpu_seconds = _record_gpu_use(status, spec, tjs, deployment, activity, now)
+    status.conditions = c.items  # the scaling rules read the Serving condition as it stands
+    pinned = pinned_replicas(
+        spec,
+        status,
+        name=str(model.metadata.get("name", "")),
+        activity=activity,
+        policies=drift_policies,
+        scale_up_request=_annotation(model, SCALE_UP_ANNOTATION),
+        now=now,
+        events=plan.events,
+    )
+    plan_serving(model, status, c, plan, deployment=deployment, pods=serving_pods, config=config, pinned=pinned)
+    _set_approved(model, status, c, now, plan.events)
     mirror_drift(status, c, drift_policies)
     status.conditions = c.summarize_ready(READY_NEEDS, negative=("Degraded",))
     status.observed_generation = generation
