@@ -51,6 +51,74 @@ def endpoint(name: str, namespace: str) -> str:
     return f"http://{name}.{namespace}.svc.cluster.local/v2/models/{name}/infer"
 
 
+def server_args(name: str, spec: MLModelSpec, version: TrainedVersion, config: OperatorConfig) -> list[str]:
+    """The server's command line: the artifact and its digest, batching, workers, drift statistics."""
+    return [
+        "--artifact",
+        local_path(version.artifact_uri, config.pvc_mount_root),
+        "--model-name",
+        name,
+        "--model-version",
+        str(version.number),
+        "--expected-digest",
+        version.artifact_digest,
+        "--host",
+        "$(POD_IP)",
+        "--port",
+        str(SERVER_PORT),
+        *(
+            ["--max-batch-size", str(MAX_BATCH_ROWS)]
+            if (spec.training.estimator or "").startswith(BATCHED_ESTIMATOR_PREFIX)
+            else []
+        ),
+        *(["--allow-pickle"] if spec.serving.allow_pickle else []),
+        *(["--workers", str(spec.serving.workers)] if spec.serving.workers > 1 else []),
+        "--drift-statistics",
+        ",".join(spec.serving.drift_monitoring.statistics),
+        "--drift-window-rows",
+        str(spec.serving.drift_monitoring.window_rows),
+        "--drift-min-rows",
+        str(spec.serving.drift_monitoring.min_rows),
+        "--drift-psi-bins",
+        str(spec.serving.drift_monitoring.psi_bins),
+    ]
+
+
+def server_container(
+    name: str, spec: MLModelSpec, version: TrainedVersion, config: OperatorConfig, mounts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The model server's container: its probes, resources, security and the artifact it serves."""
+    res = spec.serving.resources
+    limits: dict[str, str] = {"memory": str(res.memory)}
+    if res.gpu:
+        limits[res.gpu_resource] = str(res.gpu)
+    probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 2, "failureThreshold": 3}
+    _, container_security = restricted_security()
+    return {
+        "name": SERVER_CONTAINER,
+        "image": config.server_image,
+        "command": ["python", "-m", "modelfleet.server"],
+        "args": server_args(name, spec, version, config),
+        "env": [
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "HOME", "value": "/tmp"},
+        ],
+        "ports": [{"name": "http", "containerPort": SERVER_PORT}],
+        "readinessProbe": probe,
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "startupProbe": {**probe, "failureThreshold": 60},
+        "lifecycle": {"preStop": {"sleep": {"seconds": 3}}},  # let endpoints drop the pod first
+        "terminationMessagePolicy": "FallbackToLogsOnError",  # the server's one-line reason
+        "resources": {"requests": {"cpu": str(res.cpu), "memory": str(res.memory)}, "limits": limits},
+        "volumeMounts": mounts,
+        "securityContext": container_security,
+    }
+
+
 def desired_serving(
     *,
     name: str,
@@ -67,7 +135,7 @@ def desired_serving(
     serving = spec.serving
     labels = serving_labels(name, spec.owner.team)
     pod_labels = {**labels, LABEL_VERSION: str(version.number)}
-    pod_security, container_security = restricted_security()
+    pod_security, _ = restricted_security()
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     claim = pvc_claim(version.artifact_uri)
@@ -75,10 +143,6 @@ def desired_serving(
         volumes.append({"name": "artifacts", "persistentVolumeClaim": {"claimName": claim[0], "readOnly": True}})
         mounts.append({"name": "artifacts", "mountPath": f"{config.pvc_mount_root}/{claim[0]}", "readOnly": True})
     res = serving.resources
-    limits: dict[str, str] = {"memory": str(res.memory)}
-    if res.gpu:
-        limits[res.gpu_resource] = str(res.gpu)
-    probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 2, "failureThreshold": 3}
     autoscaled = pinned_replicas is None and serving.max_replicas > max(serving.min_replicas, 1)
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(name)},
@@ -101,59 +165,7 @@ def desired_serving(
                 "terminationGracePeriodSeconds": 30,
                 "volumes": volumes,
                 **placement(serving, res.gpu, res.gpu_resource),
-                "containers": [
-                    {
-                        "name": SERVER_CONTAINER,
-                        "image": config.server_image,
-                        "command": ["python", "-m", "modelfleet.server"],
-                        "args": [
-                            "--artifact",
-                            local_path(version.artifact_uri, config.pvc_mount_root),
-                            "--model-name",
-                            name,
-                            "--model-version",
-                            str(version.number),
-                            "--expected-digest",
-                            version.artifact_digest,
-                            "--host",
-                            "$(POD_IP)",
-                            "--port",
-                            str(SERVER_PORT),
-                            *(
-                                ["--max-batch-size", str(MAX_BATCH_ROWS)]
-                                if (spec.training.estimator or "").startswith(BATCHED_ESTIMATOR_PREFIX)
-                                else []
-                            ),
-                            *(["--allow-pickle"] if spec.serving.allow_pickle else []),
-                            *(["--workers", str(spec.serving.workers)] if spec.serving.workers > 1 else []),
-                            "--drift-statistics",
-                            ",".join(spec.serving.drift_monitoring.statistics),
-                            "--drift-window-rows",
-                            str(spec.serving.drift_monitoring.window_rows),
-                            "--drift-min-rows",
-                            str(spec.serving.drift_monitoring.min_rows),
-                            "--drift-psi-bins",
-                            str(spec.serving.drift_monitoring.psi_bins),
-                        ],
-                        "env": [
-                            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                            {"name": "HOME", "value": "/tmp"},
-                        ],
-                        "ports": [{"name": "http", "containerPort": SERVER_PORT}],
-                        "readinessProbe": probe,
-                        "livenessProbe": {
-                            "httpGet": {"path": "/v2/health/live", "port": "http"},
-                            "periodSeconds": 10,
-                            "failureThreshold": 3,
-                        },
-                        "startupProbe": {**probe, "failureThreshold": 60},
-                        "lifecycle": {"preStop": {"sleep": {"seconds": 3}}},  # let endpoints drop the pod first
-                        "terminationMessagePolicy": "FallbackToLogsOnError",  # the server's one-line reason
-                        "resources": {"requests": {"cpu": str(res.cpu), "memory": str(res.memory)}, "limits": limits},
-                        "volumeMounts": mounts,
-                        "securityContext": container_security,
-                    }
-                ],
+                "containers": [server_container(name, spec, version, config, mounts)],
             },
         },
     }
