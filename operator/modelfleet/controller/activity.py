@@ -14,9 +14,9 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from modelfleet.cache.store import Store
+from modelfleet.clients.ports import PrometheusFor
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import PrometheusUnavailable
 from modelfleet.reconcilers.utilization import Activity, namespace_activity, significant
@@ -76,7 +76,7 @@ class ActivityScanner:
         store: Store,
         board: ActivityBoard,
         config: OperatorConfig,
-        prometheus_for: Callable[[str], Any],
+        prometheus_for: PrometheusFor,
         enqueue: Callable[[Key], None],
     ) -> None:
         self.store, self.board, self.config = store, board, config

@@ -24,6 +24,7 @@ from modelfleet.api.v1alpha1 import API_VERSION
 from modelfleet.api.v1alpha1.common import Condition
 from modelfleet.cache.view import CacheBehind, CachedCluster, Expectations
 from modelfleet.clients.kube import Kube
+from modelfleet.clients.ports import PrometheusFor
 from modelfleet.clients.ratelimit import ClientStopped
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import DependencyNotReady, InvalidSpec
@@ -57,7 +58,7 @@ class PassDeps:
 
     kube: CachedCluster
     config: OperatorConfig
-    prometheus_for: Callable[[str], Any]
+    prometheus_for: PrometheusFor
     activity: Any = None  # controller.activity.ActivityBoard
     drift: GroupReadings | None = None  # built-in drift checks, read per namespace and shared
 

@@ -19,6 +19,7 @@ from modelfleet.cache.queue import WorkQueue
 from modelfleet.cache.store import Store, resource_version
 from modelfleet.cache.view import CachedCluster, Expectations
 from modelfleet.clients.kube import Kube, retrying
+from modelfleet.clients.ports import PrometheusFor
 from modelfleet.config import OperatorConfig
 from modelfleet.controller.activity import ActivityBoard, ActivityScanner
 from modelfleet.controller.boundary import Kind, Pass, PassDeps, PassResult
@@ -63,7 +64,7 @@ class Controller:
         config: OperatorConfig,
         kube: Kube,
         kinds: Mapping[str, Kind],
-        prometheus_for: Callable[[str], Any],
+        prometheus_for: PrometheusFor,
         clock: Callable[[], Any],
         forget: Mapping[str, Callable[[Key], None]] | None = None,
     ) -> None:

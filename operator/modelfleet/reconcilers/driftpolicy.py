@@ -20,6 +20,8 @@ from modelfleet.api.v1alpha1.common import parse_duration
 from modelfleet.api.v1alpha1.driftpolicy import Check, CheckStatus, DriftPolicy, DriftPolicyStatus
 from modelfleet.api.v1alpha1.mlmodel import MLModel
 from modelfleet.builders.training import LABEL_MODEL, LABEL_VERSION, training_fingerprint
+from modelfleet.clients.ports import Cluster, PrometheusFor
+from modelfleet.config import OperatorConfig
 from modelfleet.errors import DependencyNotReady
 from modelfleet.reconcilers.common import parse
 from modelfleet.reconcilers.drift_batch import GroupReadings, freshness, group_of
@@ -314,10 +316,10 @@ def unmeasured_reference(model: MLModel) -> str | None:
 def reconcile_driftpolicy(
     policy: DriftPolicy,
     generation: int | None,
-    kube: Any,
-    config: Any,
+    kube: Cluster,
+    config: OperatorConfig,
     now: datetime.datetime,
-    prometheus_for: Any,
+    prometheus_for: PrometheusFor,
     groups: GroupReadings | None = None,
 ) -> tuple[PolicyPlan, str | None]:
     """One evaluation when due: (plan, name of the TrainingJob created or None). `prometheus_for(url)` gives a

@@ -21,7 +21,7 @@ from modelfleet.builders.training import (
     job_name,
     training_fingerprint,
 )
-from modelfleet.clients.ports import Cluster
+from modelfleet.clients.ports import Cluster, PrometheusFor
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import InvalidSpec
 from modelfleet.faults import crash_point
@@ -321,7 +321,11 @@ def finished_counters(tj: TrainingJob, before: TrainingJobStatus, after: Trainin
 
 
 def record_gpu_use(
-    tj: TrainingJob, before: TrainingJobStatus, after: TrainingJobStatus, config: OperatorConfig, prometheus_for: Any
+    tj: TrainingJob,
+    before: TrainingJobStatus,
+    after: TrainingJobStatus,
+    config: OperatorConfig,
+    prometheus_for: PrometheusFor | None,
 ) -> None:
     """When a run has just finished on GPUs: its GPU-hours and average GPU utilisation in the status (one PromQL
     query, once per run)."""
@@ -360,7 +364,7 @@ def reconcile_trainingjob(
     kube: Cluster,
     config: OperatorConfig,
     now: datetime.datetime,
-    prometheus_for: Any = None,
+    prometheus_for: PrometheusFor | None = None,
 ) -> Outcome:
     """observe (through the cluster port: the watch-fed cache in the operator) -> plan -> apply."""
     spec = tj.spec
