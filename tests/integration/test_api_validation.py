@@ -187,6 +187,9 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     ("bad-prometheus-url", DPOL, setp("spec.prometheus.url", "prometheus:9090"), "spec.prometheus.url"),
     ("unknown-training-reason", TJ, setp("spec.reason", "because"), "spec.reason"),
     ("bad-output-scheme", TJ, setp("spec.output.uri", "ftp://x/y"), "spec.output.uri"),
+    ("output-leaves-its-claim", TJ, setp("spec.output.uri", "pvc://store/../../etc"), "spec.output.uri"),
+    ("dataset-leaves-its-claim", MLM, setp("spec.dataset.uri", "pvc://data/x/../../../root/a.csv"), "spec.dataset.uri"),
+    ("artifacts-leave-their-claim", MLM, setp("spec.artifacts.uri", "pvc://store/.."), "spec.artifacts.uri"),
     ("trainingjob-gpu-with-sklearn", TJ, setp("spec.training.resources.gpu", 2), "spec.training.resources.gpu"),
 ]
 

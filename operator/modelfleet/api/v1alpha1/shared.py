@@ -27,7 +27,13 @@ StorageUri = Annotated[
         max_length=2048,
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("self.matches('^(pvc|s3|gs|file)://.+')", "must start with pvc://<claim>/, s3://, gs:// or file://")
+                cel(
+                    "self.matches('^(pvc|s3|gs|file)://.+')", "must start with pvc://<claim>/, s3://, gs:// or file://"
+                ),
+                cel(
+                    "!self.matches('(^|/)[.][.](/|$)')",
+                    "must not contain a '..' path segment (it would leave the claim)",
+                ),
             ]
         },
     ),
@@ -55,7 +61,11 @@ class Dataset(ApiModel):
                 cel(
                     "self.matches('^(file|pvc|s3|gs|https)://.+')",
                     "must start with file://, pvc://<claim>/, s3://, gs:// or https://",
-                )
+                ),
+                cel(
+                    "!self.matches('(^|/)[.][.](/|$)')",
+                    "must not contain a '..' path segment (it would leave the claim)",
+                ),
             ]
         },
     )
