@@ -114,11 +114,19 @@ def run(
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # The liveness endpoint is served by Kopf itself and answers while the event loop runs: it does not depend on
     # the API server, so an API outage does not get the operator restarted.
-    kopf.run(
-        standalone=True,
-        clusterwide=not deps.config.namespaces,
-        namespaces=list(deps.config.namespaces),
-        liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
-        memo=kopf.Memo(deps=deps, metrics_port=metrics_port),
-    )
+    memo = kopf.Memo(deps=deps, metrics_port=metrics_port)
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=not deps.config.namespaces,
+            namespaces=list(deps.config.namespaces),
+            liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
+            memo=memo,
+        )
+    except Exception:
+        if not memo.get("start_failed"):
+            raise
+        # A start-up handler failed for good (handlers/startup.py): its reason once, as for the checks above.
+        print(f"modelfleet operator: {memo['start_failed']}", file=sys.stderr)
+        return EXIT_START_FAILED
     return 0

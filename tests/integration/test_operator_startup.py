@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import Kube, service_account_kubeconfig
+
 EXIT_WITHIN_SECONDS = 30  # generous for a loaded two-core machine; the exits measured here take 1-3 s
 
 
@@ -86,3 +88,20 @@ def test_a_bad_config_value_exits_naming_the_variable(kubeconfig: Path, variable
     assert code == 2, stderr
     line = _last_line(stderr)
     assert variable in line and repr(value) in line and "Traceback" not in stderr
+
+
+def test_an_operator_refused_its_lists_exits_naming_the_refusal(
+    kube: Kube, kubeconfig: Path, crds: Path, namespace: str, tmp_path: Path
+) -> None:
+    """A ServiceAccount without the operator's RBAC passes the CRD check (discovery is open to every user), then is
+    refused the start-up lists: that never gets better by retrying, so the start fails and the process exits with
+    the refusal as its last line."""
+    kube.run("create", "serviceaccount", "no-rights", "-n", namespace)
+    account = service_account_kubeconfig(kube, namespace, "no-rights", tmp_path / "sa.kubeconfig")
+    code, stderr, took = operator(
+        {"KUBECONFIG": str(account)}, "--namespace", namespace, "--metrics-port=0", "--health-port=0"
+    )
+    assert code == 2, stderr[-3000:]
+    line = _last_line(stderr)
+    assert "could not start" in line and "403" in line, stderr[-3000:]
+    assert took < EXIT_WITHIN_SECONDS

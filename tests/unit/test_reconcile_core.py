@@ -14,7 +14,7 @@ from modelfleet.api.v1alpha1 import TrainingJob
 from modelfleet.cache.queue import WorkQueue
 from modelfleet.cache.store import Store, slim
 from modelfleet.cache.view import CacheBehind, CachedCluster, Expectations
-from modelfleet.clients.kube import resource_of, retrying
+from modelfleet.clients.kube import describe, resource_of, retrying
 from modelfleet.clients.ratelimit import ClientStopped, RequestGate, TokenBucket
 from modelfleet.config import OperatorConfig
 from modelfleet.controller.boundary import Kind, Pass, PassDeps
@@ -282,6 +282,14 @@ def test_an_invalid_spec_is_said_once_and_errors_never_escape_the_pass() -> None
 
     result = _boundary(kube, throttled).run(Key("TrainingJob", "ns", "t"), _tj_body())
     assert (result.result, result.again, result.backoff) == ("retry", 7.0, True)
+
+
+def test_an_api_failure_is_described_in_one_line() -> None:
+    e = ApiException(status=403, reason="Forbidden")
+    e.body = '{"kind":"Status","message":"mlmodels is forbidden: User \\"x\\" cannot list"}'
+    assert describe(e) == '403 Forbidden: mlmodels is forbidden: User "x" cannot list'
+    assert describe(ApiException(status=500, reason="Internal")) == "500 Internal"
+    assert describe(ConnectionRefusedError("refused\nmore")) == "refused"
 
 
 def test_start_up_requests_are_tried_again_after_transient_failures_only() -> None:

@@ -67,6 +67,17 @@ def transient(e: BaseException, *, unreachable: bool = True) -> bool:
     return unreachable and isinstance(e, (HTTPError, ConnectionError, TimeoutError))
 
 
+def describe(e: BaseException) -> str:
+    """One line for an API failure: `403 Forbidden: <the Status message>`; other errors as they print."""
+    if not isinstance(e, ApiException):
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    try:
+        message = json.loads(e.body or "{}").get("message", "")
+    except (ValueError, AttributeError):
+        message = ""
+    return f"{e.status} {e.reason}" + (f": {message}" if message else "")
+
+
 def retrying(
     call: Callable[[], T],
     *,

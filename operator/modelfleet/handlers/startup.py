@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 
 from modelfleet.api.v1alpha1 import GROUP, DriftPolicy, MLModel, TrainingJob
+from modelfleet.clients.kube import describe
 from modelfleet.controller.boundary import Kind
 from modelfleet.controller.controller import CHILD_SELECTOR, Controller
 from modelfleet.handlers import driftpolicy, mlmodel, modelversion, trainingjob
@@ -62,7 +63,8 @@ async def operator_configure(
     except Exception as e:
         # Transient failures were retried for START_RETRY_SECONDS; Kopf would retry a start-up handler forever,
         # an operator alive and reconciling nothing. Failing the start exits the process, and the pod restarts.
-        raise kopf.PermanentError(f"the controller could not start: {e}") from e
+        memo["start_failed"] = f"the controller could not start: {describe(e)}"
+        raise kopf.PermanentError(memo["start_failed"]) from e
     if memo.get("metrics_port"):  # bound before Kopf started (operator_main), so a taken port exits at once
         logger.info("metrics on :%s/metrics", memo["metrics_port"])
 
