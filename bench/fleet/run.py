@@ -127,7 +127,9 @@ def writes(op: OperatorProcess) -> float:
     return sum(op.counter("modelfleet_api_requests_total", verb=v) for v in ("POST", "PATCH", "PUT", "DELETE"))
 
 
-def write_floor(api: client.ApiClient, namespace: str, n: int, threads: int, apps: client.AppsV1Api) -> float:
+def write_floor(
+    api: client.ApiClient, namespace: str, n: int, threads: int, apps: client.AppsV1Api, timeout: float
+) -> float:
     """Seconds a direct client takes for the writes the operator makes for n served models, until their
     Deployments are available (one replica each on the KWOK nodes, as the operator's)."""
     custom, apps, core = client.CustomObjectsApi(api), client.AppsV1Api(api), client.CoreV1Api(api)
@@ -199,12 +201,12 @@ def write_floor(api: client.ApiClient, namespace: str, n: int, threads: int, app
 
     started = time.monotonic()
     parallel(one, n, threads)
-    while time.monotonic() - started < 1800:
+    while time.monotonic() - started < timeout:
         items = apps.list_namespaced_deployment(namespace).items
         if sum(1 for d in items if (d.status.available_replicas or 0) >= 1) >= n:
             return time.monotonic() - started
         time.sleep(5)
-    raise SystemExit("bench: the floor's Deployments did not become available in 30 min")
+    raise SystemExit(f"bench: the floor's Deployments did not become available in {timeout:.0f} s")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -252,7 +254,7 @@ def measure(kube: Kube, kubeconfig: Path, n: int, args: argparse.Namespace, tmp:
             time.sleep(5)
         row["ready_s"] = time.monotonic() - started
         _, _, peak = proc_stat(op.proc.pid)
-        row["floor_s"] = write_floor(api, floor_ns, n - 1, args.workers, apps)
+        row["floor_s"] = write_floor(api, floor_ns, n - 1, args.workers, apps, args.timeout)
         settle(op)
 
         cpu0, _, _ = proc_stat(op.proc.pid)
@@ -316,26 +318,41 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args()
     sizes = args.models or [1000]
+    print(
+        "| models | Ready (s) | write floor (s) | ratio | peak / idle RSS (MiB) | idle CPU | idle API req/s "
+        "(operator's own) | change p50 / p99 (s) | restart: writes, first pass (s) | delete, operator down (s) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    rows = []
     with bench_cluster("bench-fleet-") as (kube, tmp):
         nodes = math.ceil(2 * max(sizes) / PODS_PER_NODE) + 1  # the operator's serving pods and the floor's
         for i in range(2, nodes + 2):
             node = json.dumps(desired_gpu_node(i, 0))  # server-side: a Node's status is kept on create
             kube.run("apply", "--server-side", "--force-conflicts", "-f", "-", input=node)
-        rows = [measure(kube, kube.kubeconfig, n, args, tmp, args.seed) for n in sizes]
-    print(
-        "| models | Ready (s) | write floor (s) | ratio | peak / idle RSS (MiB) | idle CPU | idle API req/s "
-        "(operator's own) | change p50 / p99 (s) | restart: writes, first pass (s) | delete, operator down (s) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['models']:,} | {r['ready_s']:.0f} | {r['floor_s']:.0f} | {r['ready_s'] / r['floor_s']:.2f}x "
-            f"| {r['peak_rss']:.0f} / {r['idle_rss']:.0f} | {r['idle_cpu']:.1f} % | {r['idle_api']:.2f} "
-            f"({r['idle_own']:.2f}) | {r['change_p50']:.2f} / {r['change_p99']:.2f} "
-            f"| {r['restart_writes']:.0f}, {r['restart_first_s']:.1f} | {r['delete_s']:.1f} |"
-        )
+        for n in sizes:
+            r = measure(kube, kube.kubeconfig, n, args, tmp, args.seed)
+            rows.append(r)
+            print(
+                f"| {r['models']:,} | {r['ready_s']:.0f} | {r['floor_s']:.0f} | {r['ready_s'] / r['floor_s']:.2f}x "
+                f"| {r['peak_rss']:.0f} / {r['idle_rss']:.0f} | {r['idle_cpu']:.1f} % | {r['idle_api']:.2f} "
+                f"({r['idle_own']:.2f}) | {r['change_p50']:.2f} / {r['change_p99']:.2f} "
+                f"| {r['restart_writes']:.0f}, {r['restart_first_s']:.1f} | {r['delete_s']:.1f} |",
+                flush=True,
+            )
+            # The next size starts on a cluster that has finished deleting this one (its garbage collection
+            # would otherwise load the API server while the next fleet is built).
+            gone = (f"namespace/fleet-{n}", f"namespace/floor-{n}")
+            wait_for(
+                lambda gone=gone: not set(gone) & set(kube.run("get", "namespace", "-o", "name").stdout.split()),
+                1200,
+                "the deletion of the namespaces",
+            )
     for r in rows:
         print(f"idle API requests at {r['models']:,} models, busiest: {r['idle_top']}")
+        print(
+            f"idle cost per model at {r['models']:,}: {r['idle_api'] / r['models'] * 1000:.3f} req/s and "
+            f"{r['idle_cpu'] / r['models'] * 1000:.3f} % of a core per 1,000 models"
+        )
     return 0
 
 
