@@ -38,6 +38,7 @@ manifests: $(STAMPS)/venv k8s-binaries
 	$(PY) -m modelfleet.api.access
 	cp manifests/prometheus/rules.yaml charts/modelfleet/files/prometheus-rules.yaml
 	$(PY) hack/render_default.py
+	PY=$(CURDIR)/$(PY) bash hack/proto.sh
 
 lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check operator tests hack bench
@@ -49,6 +50,7 @@ verify: lint
 	$(PY) -m modelfleet.api.crdgen --check $(CRD_DIRS)
 	$(PY) -m modelfleet.api.rbac --check
 	$(PY) -m modelfleet.api.access --check
+	PY=$(CURDIR)/$(PY) bash hack/proto.sh --check
 	@cmp -s manifests/prometheus/rules.yaml charts/modelfleet/files/prometheus-rules.yaml \
 	  || { echo "charts/modelfleet/files/prometheus-rules.yaml differs: run make manifests" >&2; exit 1; }
 

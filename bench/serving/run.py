@@ -138,6 +138,8 @@ def ours(
             "127.0.0.1",
             "--port",
             str(p),
+            "--grpc-port",
+            str(free_port()),
             *batching,
             *extra,
         ],

@@ -68,6 +68,19 @@ def test_trained_model_is_served_and_answers_correctly(kube: Kube, operator: Ope
     np.testing.assert_allclose(np.asarray(out["outputs"][1]["data"]).reshape(proba.shape), proba)
     assert any(e.startswith("Serving: version 1 is serving") for e in events(kube, namespace, "tumour"))
 
+    # The same over gRPC: the Service names the port (appProtocol grpc) and a Triton client gets the same answer.
+    service = kube.get("service", "tumour", namespace)
+    grpc_port = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
+    assert grpc_port["appProtocol"] == "grpc" and grpc_port["targetPort"] == "grpc"
+    import tritonclient.grpc as grpcclient
+
+    from tests.runtime.test_server_grpc import triton_inputs
+
+    client = grpcclient.InferenceServerClient(url=f"{serving_pod_ip(kube, namespace, 'tumour', 1)}:{grpc_port['port']}")
+    assert client.is_model_ready("tumour", "1")
+    answer = client.infer("tumour", triton_inputs(cols, 20))
+    assert answer.as_numpy("predict").tolist() == pred.tolist() and answer.get_response().model_version == "1"
+
 
 def test_high_risk_waits_for_approval_and_a_corrupted_version_is_rolled_back(
     kube: Kube, operator: OperatorProcess, namespace: str

@@ -28,7 +28,7 @@ from tests.runtime.test_trainer import run_trainer, spec
 
 class Server:
     def __init__(self, artifact: Path, *extra: str) -> None:
-        self.port = free_port()
+        self.port, self.grpc_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [
@@ -43,6 +43,8 @@ class Server:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                "--grpc-port",
+                str(self.grpc_port),
                 *extra,
             ],
             stdout=subprocess.PIPE,

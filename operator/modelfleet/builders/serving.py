@@ -21,6 +21,7 @@ from modelfleet.vocabulary import owner_reference, pvc_claim
 SERVER_CONTAINER = "server"
 SERVER_PORT = 8080
 SERVICE_PORT = 80
+GRPC_PORT = 8081  # Open Inference Protocol v2 over gRPC, on the pod and the Service (KServe's and MLServer's port)
 DESIRED_HASH = "modelfleet.io/desired-hash"
 # Ensembles cost nearly as much for one row as for thirty (per-tree overhead): their servers batch adaptively.
 BATCHED_ESTIMATOR_PREFIX = "sklearn.ensemble."
@@ -66,6 +67,8 @@ def server_args(name: str, spec: MLModelSpec, version: TrainedVersion, config: O
         "$(POD_IP)",
         "--port",
         str(SERVER_PORT),
+        "--grpc-port",
+        str(GRPC_PORT),
         *(
             ["--max-batch-size", str(MAX_BATCH_ROWS)]
             if (spec.training.estimator or "").startswith(BATCHED_ESTIMATOR_PREFIX)
@@ -103,7 +106,7 @@ def server_container(
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "HOME", "value": "/tmp"},
         ],
-        "ports": [{"name": "http", "containerPort": SERVER_PORT}],
+        "ports": [{"name": "http", "containerPort": SERVER_PORT}, {"name": "grpc", "containerPort": GRPC_PORT}],
         "readinessProbe": probe,
         "livenessProbe": {
             "httpGet": {"path": "/v2/health/live", "port": "http"},
@@ -181,7 +184,11 @@ def desired_serving(
             "metadata": {"name": name, **meta},
             "spec": {
                 "selector": selector(name),
-                "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}],
+                "ports": [
+                    {"name": "http", "port": SERVICE_PORT, "targetPort": "http"},
+                    # appProtocol tells meshes and gateways (Istio, Gateway API GRPCRoute backends) it is HTTP/2 gRPC.
+                    {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc"},
+                ],
             },
         },
     ]

@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    parser.add_argument(
+        "--grpc-port", type=int, default=8081, help="Open Inference Protocol v2 over gRPC on this port (0: off)"
+    )
+    parser.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request (REST body, gRPC message)")
     parser.add_argument("--load-timeout", type=float, default=120.0, help="seconds")
     parser.add_argument(
         "--max-batch-size",
@@ -122,14 +125,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(
         f"modelfleet-server: serving {model.name} version {model.version} ({model.digest}) on {args.host}:{args.port}"
-        f" with {args.workers} worker(s)",
+        + (f" (gRPC :{args.grpc_port})" if args.grpc_port else "")
+        + f" with {args.workers} worker(s)",
         file=sys.stderr,
         flush=True,
     )
 
     def app() -> web.Application:
         wait = args.max_batch_wait_ms / 1000
-        return build_app(model, args.max_body_bytes, args.max_batch_size, wait, drift, metrics_dir)
+        application = build_app(model, args.max_body_bytes, args.max_batch_size, wait, drift, metrics_dir)
+        if args.grpc_port:
+            # Imported here, in the worker: gRPC's core must not be started before a fork.
+            from modelfleet.server.grpc_service import add_grpc
+
+            add_grpc(
+                application,
+                args.host,
+                args.grpc_port,
+                args.max_body_bytes,
+                args.drain_seconds,
+                shared=metrics_dir is not None,
+            )
+        return application
 
     options = {"shutdown_timeout": args.drain_seconds, "access_log": None, "print": None}
     if metrics_dir is None:

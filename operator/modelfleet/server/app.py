@@ -111,12 +111,36 @@ async def _body(request: web.Request) -> Any:
 
 
 def _model(request: web.Request, name: str | None = None) -> ServedModel:
-    model = request.app[MODEL_KEY]
+    return served(request.app, name)
+
+
+def served(app: web.Application, name: str | None = None) -> ServedModel:
+    """The model, when loaded and (if named) the one asked for: else a 503 or a 404."""
+    model = app[MODEL_KEY]
     if model is None:
         raise BadRequest("the model is not loaded yet", 503)
     if name is not None and name != model.name:
         raise BadRequest(f"model {name!r} is not served here (this server serves {model.name!r})", 404)
     return model
+
+
+async def run_model(app: web.Application, model: ServedModel, columns: dict[str, Any]) -> tuple[Any, Any]:
+    """Predicts parsed columns and records it (latency, rows, last request, the drift window): the part REST and
+    gRPC share. A value the model rejects (e.g. a category it cannot encode) is a 422."""
+    metrics: ServerMetrics = app[METRICS_KEY]
+    started = time.perf_counter()
+    batcher: MicroBatcher | None = app.get("batcher")
+    try:
+        pred, proba = await batcher.submit(columns) if batcher else model.predict(columns)
+    except ValueError as e:
+        raise BadRequest(f"the model rejected the input: {e}", 422) from e
+    metrics.predict_seconds.labels(model.name).observe(time.perf_counter() - started)
+    drift = app[DRIFT_KEY]
+    if drift is not None:
+        drift.observe(columns)
+    metrics.rows.labels(model.name).inc(len(pred))
+    metrics.last_request.labels(model.name).set(time.time())
+    return pred, proba
 
 
 async def _predict(
@@ -129,23 +153,11 @@ async def _predict(
     model = _model(request, name)
     try:
         body = await _body(request)
-        columns = parse(body, model)
-        started = time.perf_counter()
-        batcher: MicroBatcher | None = request.app.get("batcher")
-        pred, proba = await batcher.submit(columns) if batcher else model.predict(columns)
-        metrics.predict_seconds.labels(model.name).observe(time.perf_counter() - started)
+        pred, proba = await run_model(request.app, model, parse(body, model))
     except BadRequest as e:
         metrics.requests.labels(model.name, str(e.status)).inc()
         raise
-    except ValueError as e:  # values the model itself rejects (e.g. a category it cannot encode)
-        metrics.requests.labels(model.name, "422").inc()
-        raise BadRequest(f"the model rejected the input: {e}", 422) from e
     metrics.requests.labels(model.name, "200").inc()
-    drift = request.app[DRIFT_KEY]
-    if drift is not None:
-        drift.observe(columns)
-    metrics.rows.labels(model.name).inc(len(pred))
-    metrics.last_request.labels(model.name).set(time.time())
     return json_response(respond(model, pred, proba, body.get("id") if isinstance(body, dict) else None))
 
 

@@ -62,7 +62,7 @@ def parse_v2(body: Any, model: ServedModel) -> dict[str, np.ndarray]:
             raise BadRequest(f"inputs[{i}] needs name, shape, datatype and data")
         if not isinstance(inp["shape"], list) or not all(isinstance(d, int) and d >= 0 for d in inp["shape"]):
             raise BadRequest(f"inputs[{i}].shape must be a list of non-negative integers")
-        if not isinstance(inp["data"], list):
+        if not isinstance(inp["data"], list | np.ndarray):  # an array: decoded from gRPC contents
             raise BadRequest(f"inputs[{i}].data must be a list (row-major)")
     if len(inputs) == 1 and inputs[0]["name"] not in kinds and len(inputs[0]["shape"]) == 2:
         inp = inputs[0]
