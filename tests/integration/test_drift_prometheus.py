@@ -560,17 +560,12 @@ def test_gpu_utilisation_of_a_run_from_a_scraped_dcgm_exporter(namespace: str, t
         exporter.shutdown()
 
 
-def test_built_in_checks_read_per_namespace_give_each_policy_its_own_reading(
-    kube: Kube, namespace: str, prometheus_dir: Path
-) -> None:
-    from modelfleet.api.v1alpha1.driftpolicy import Check
-    from modelfleet.reconcilers.drift_batch import GroupReadings, group_of
-    from modelfleet.reconcilers.drift_queries import check_queries, read_check
-
+def three_models(namespace: str) -> str:
+    """Forty scrapes (15 s apart) of three models in one namespace: steady drift, drift only lately, and a NaN on one
+    feature."""
     now = time.time()
     times = [now - 15.0 * (39 - i) for i in range(40)]
     series = []
-    # Three models in one namespace: steady drift, drift only lately, and a NaN on one feature.
     for model, tail in (("steady", 0.6), ("late", 0.05), ("broken", float("nan"))):
         labels = {"namespace": namespace, "model": model, "version": "1", "instance": f"{model}:8080"}
         tenure = [0.6] * 30 + [tail] * 10 if model != "late" else [0.05] * 36 + [0.7] * 4
@@ -578,8 +573,18 @@ def test_built_in_checks_read_per_namespace_give_each_policy_its_own_reading(
             points = list(zip(times, values, strict=True))
             series.append(("modelfleet_feature_drift", {**labels, "feature": feature, "statistic": "psi"}, points))
         series.append(("modelfleet_drift_window_rows", labels, [(t, 500.0) for t in times]))
+    return openmetrics(series)
+
+
+def test_built_in_checks_read_per_namespace_give_each_policy_its_own_reading(
+    kube: Kube, namespace: str, prometheus_dir: Path
+) -> None:
+    from modelfleet.api.v1alpha1.driftpolicy import Check
+    from modelfleet.reconcilers.drift_batch import GroupReadings, group_of
+    from modelfleet.reconcilers.drift_queries import check_queries, read_check
+
     prom = PrometheusServer(prometheus_dir)
-    prom.backfill(openmetrics(series))
+    prom.backfill(three_models(namespace))
     prom.start()
     try:
         client = Prometheus(prom.url)
@@ -591,7 +596,7 @@ def test_built_in_checks_read_per_namespace_give_each_policy_its_own_reading(
             Check.model_validate({"name": "psi", "statistic": "psi", "threshold": 0.2, "features": ["age"]}),
         ):
             for for_seconds in (0.0, 300.0):
-                key = group_of(check, namespace=namespace, url=prom.url, for_seconds=for_seconds)
+                key = group_of(check, namespace=namespace, url=prom.url, for_seconds=for_seconds, window="10m")
                 assert key is not None
                 for model in ("steady", "late", "broken", "absent"):
                     q = check_queries(check, namespace=namespace, model=model, for_seconds=for_seconds, window="10m")
@@ -607,5 +612,59 @@ def test_built_in_checks_read_per_namespace_give_each_policy_its_own_reading(
         assert seen[("absent", 0.0, False)].error_reason == "NoData"
         # Four groups (two feature lists x two spans), each asked once for all four models.
         assert groups.queries_run == 4
+    finally:
+        prom.stop()
+
+
+def test_custom_queries_without_model_are_read_once_for_the_namespace_and_answer_as_each_policys_own(
+    kube: Kube, namespace: str, prometheus_dir: Path
+) -> None:
+    """A fleet query (no `$model`) shared through the namespace's groups gives each model what the same check written
+    with `$model` gives it alone; a query whose series name no model gives every policy the whole answer."""
+    from modelfleet.api.v1alpha1.driftpolicy import Check
+    from modelfleet.reconcilers.drift_batch import GroupReadings, group_of
+    from modelfleet.reconcilers.drift_queries import check_queries, read_check
+
+    selector = 'namespace="$namespace",statistic="psi",feature="tenure"'
+    pairs = [  # (the fleet query, the same check for one model)
+        (
+            f"max by (model) (modelfleet_feature_drift{{{selector}}})",
+            f'max(modelfleet_feature_drift{{{selector},model="$model"}})',
+        ),
+        (
+            'sum(modelfleet_drift_window_rows{namespace="$namespace"}) / 1500',
+            'sum(modelfleet_drift_window_rows{namespace="$namespace"}) / 1500',
+        ),
+    ]
+    prom = PrometheusServer(prometheus_dir)
+    prom.backfill(three_models(namespace))
+    prom.start()
+    try:
+        client = Prometheus(prom.url)
+        at = datetime.datetime.now(datetime.UTC)
+        groups = GroupReadings()
+        seen: dict[tuple[int, str, float], Any] = {}
+        for i, (fleet, alone) in enumerate(pairs):
+            shared = Check.model_validate({"name": "custom", "query": fleet, "threshold": 0.2})
+            own = Check.model_validate({"name": "custom", "query": alone, "threshold": 0.2})
+            for for_seconds in (0.0, 300.0):
+                key = group_of(shared, namespace=namespace, url=prom.url, for_seconds=for_seconds, window="10m")
+                assert key is not None and f'namespace="{namespace}"' in (key.query or "")
+                for model in ("steady", "late", "broken", "absent"):
+                    q = check_queries(own, namespace=namespace, model=model, for_seconds=for_seconds, window="10m")
+                    reading = groups.read(key, model, "custom", client, at, fresh=60)
+                    if i == 0 and model == "absent":  # the fleet query has no series for it; alone, the same
+                        assert reading.error_reason == "NoData"
+                    assert reading == read_check(client, q, at), (fleet, model, for_seconds)
+                    seen[(i, model, for_seconds)] = reading
+        assert seen[(0, "steady", 300.0)].sustained == pytest.approx(0.6)
+        assert seen[(0, "late", 0.0)].value == pytest.approx(0.7)
+        assert seen[(0, "late", 300.0)].sustained == pytest.approx(0.05)
+        assert seen[(0, "broken", 0.0)].error_reason == "NotANumber"
+        assert seen[(1, "absent", 0.0)].value == pytest.approx(1.0)  # about the namespace: every policy's answer
+        # Four groups (two queries x two spans), each asked once for all four models; a query naming $model has none.
+        assert groups.queries_run == 4
+        per_model = Check.model_validate({"name": "custom", "query": pairs[0][1], "threshold": 0.2})
+        assert group_of(per_model, namespace=namespace, url=prom.url, for_seconds=0, window="10m") is None
     finally:
         prom.stop()

@@ -255,3 +255,35 @@ def test_policy_gauges_follow_the_model_ref_and_leave_with_the_policy() -> None:
     forget_gauges(("gauges", "watch"))
     assert drift("fraud") is None
     forget_gauges(("gauges", "watch"))  # deleting twice (or a policy never evaluated) is fine
+
+
+def test_custom_queries_without_model_share_one_group_per_query_window_and_span() -> None:
+    from modelfleet.reconcilers.drift_batch import GroupReadings, group_of
+
+    fleet = policy(
+        checks=[{"name": "e", "query": 'max by (model) (x{namespace="$namespace"}[$window])', "threshold": 1}]
+    )
+    own = policy(checks=[{"name": "e", "query": 'x{namespace="$namespace",model="$model"}', "threshold": 1}])
+
+    def key(p: DriftPolicy, namespace: str = "ns", window: str = "1h", for_seconds: float = 0.0) -> Any:
+        return group_of(
+            p.spec.checks[0], namespace=namespace, url="http://p:9090", for_seconds=for_seconds, window=window
+        )
+
+    assert key(fleet).query == 'max by (model) (x{namespace="ns"}[1h])'
+    assert key(fleet) == key(fleet) and len({key(fleet), key(fleet, "other"), key(fleet, window="2h")}) == 3
+    assert key(fleet, for_seconds=300) != key(fleet)
+    assert key(own) is None  # names $model: its text differs per model, nothing to share
+
+    # One answer, asked once, handed to each model; a model it has no series for gets NoData.
+    prometheus = FakeAnswers([[Sample({"model": "a"}, 0.5), Sample({"model": "b"}, 2.0)]])
+    groups = GroupReadings(clock=lambda: 0.0)
+    readings = {m: groups.read(key(fleet), m, "e", prometheus, T0, fresh=30) for m in ("a", "b", "c")}
+    assert (readings["a"].value, readings["b"].value) == (0.5, 2.0) and groups.queries_run == 1
+    assert readings["c"].error_reason == "NoData"
+    # Series that name no model answer for every policy; with some series labelled, an unlabelled one does not.
+    groups = GroupReadings(clock=lambda: 0.0)
+    assert groups.read(key(fleet), "a", "e", FakeAnswers([[Sample({}, 3.0)]]), T0, fresh=30).value == 3.0
+    groups = GroupReadings(clock=lambda: 0.0)
+    mixed = FakeAnswers([[Sample({"model": "b"}, 1.0), Sample({}, 3.0)]])
+    assert groups.read(key(fleet), "a", "e", mixed, T0, fresh=30).error_reason == "NoData"

@@ -60,7 +60,7 @@ class PassDeps:
     config: OperatorConfig
     prometheus_for: PrometheusFor
     activity: Any = None  # controller.activity.ActivityBoard
-    drift: GroupReadings | None = None  # built-in drift checks, read per namespace and shared
+    drift: GroupReadings | None = None  # drift checks read per namespace, shared by the policies
 
 
 @dataclass(frozen=True)

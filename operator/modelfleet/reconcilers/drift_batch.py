@@ -1,10 +1,15 @@
-"""Built-in drift checks read per namespace, not per policy: the checks of every policy in a namespace that share a
-statistic, feature list and `for` span (a fleet's policies come from one template) are one group, answered by one
-set of queries `by (model)`. A policy that comes due uses its group's answer while that is fresh (`FRESH_SECONDS`,
-at most a quarter of its interval), so 10,000 policies cost a few queries per group per interval, not 10,000.
+"""Drift checks read per namespace, not per policy: the checks of every policy in a namespace that share a statistic,
+feature list and `for` span (a fleet's policies come from one template) are one group, answered by one set of
+queries `by (model)`. A policy that comes due uses its group's answer while that is fresh (`FRESH_SECONDS`, at most a
+quarter of its interval), so 10,000 policies cost a few queries per group per interval, not 10,000.
 
 The queries are the per-policy ones (`check_queries`) with `by (model)` added at every aggregation; the answer for
-one model is what the per-policy query gives for it (tested side by side on a real Prometheus)."""
+one model is what the per-policy query gives for it (tested side by side on a real Prometheus).
+
+Custom PromQL joins a group when it does not name `$model` (a fleet query): policies with the same text, window and
+span share one answer, and each takes the series labelled with its model, or, when no series carries a `model` label
+(a query about something else, such as a shared upstream), the whole answer. A query that names `$model` is its
+own query per policy: its text differs per model, so there is nothing to share."""
 
 from __future__ import annotations
 
@@ -17,7 +22,14 @@ from typing import Any
 
 from modelfleet.api.v1alpha1.driftpolicy import Check
 from modelfleet.errors import PrometheusUnavailable
-from modelfleet.reconcilers.drift_queries import CheckQueries, CheckReading, _usable, builtin_values, span_queries
+from modelfleet.reconcilers.drift_queries import (
+    CheckQueries,
+    CheckReading,
+    _usable,
+    builtin_values,
+    custom_values,
+    span_queries,
+)
 
 FRESH_SECONDS = 30.0
 
@@ -26,13 +38,17 @@ FRESH_SECONDS = 30.0
 class GroupKey:
     namespace: str
     url: str
-    statistic: str
+    statistic: str | None  # a built-in statistic, or None for a fleet query
     features: tuple[str, ...]
     for_seconds: float
+    query: str | None = None  # a fleet query's PromQL, its variables filled in
 
 
 def group_queries(key: GroupKey) -> CheckQueries:
     """The check's queries for every model of the namespace at once."""
+    if key.query is not None:
+        return span_queries("", key.query, key.for_seconds, per_model=True)
+    assert key.statistic is not None
     values = builtin_values(key.namespace, key.statistic, key.features, None)
     return span_queries("", values, key.for_seconds, per_model=True)
 
@@ -98,16 +114,22 @@ class GroupReadings:
         if isinstance(answer, str):
             return CheckReading(name, error=answer)
         found = answer.get(model)
+        if found is None and key.query is not None and set(answer) == {""}:
+            found = answer[""]  # a fleet query whose series name no model: the same answer for every policy
         if found is None:
             return CheckReading(name, error="the query returned no data", error_reason="NoData")
         return CheckReading(name, found.value, found.feature, found.sustained, found.error, found.error_reason)
 
 
-def group_of(check: Check, *, namespace: str, url: str, for_seconds: float) -> GroupKey | None:
-    """The group a built-in check reads through (None for custom PromQL: each is its own query)."""
-    if check.statistic is None:
+def group_of(check: Check, *, namespace: str, url: str, for_seconds: float, window: str) -> GroupKey | None:
+    """The group a check reads through: built-in checks and fleet queries; None for custom PromQL that names
+    `$model` (each policy asks its own)."""
+    if check.statistic is not None:
+        return GroupKey(namespace, url, check.statistic, tuple(sorted(check.features or ())), for_seconds)
+    if check.query is None or "$model" in check.query:
         return None
-    return GroupKey(namespace, url, check.statistic, tuple(sorted(check.features or ())), for_seconds)
+    query = custom_values(check.query, namespace=namespace, model=None, window=window)
+    return GroupKey(namespace, url, None, (), for_seconds, query)
 
 
 def freshness(interval_seconds: float) -> float:

@@ -78,16 +78,19 @@ def span_queries(name: str, values: str, for_seconds: float, *, per_model: bool 
     )
 
 
+def custom_values(query: str, *, namespace: str, model: str | None, window: str) -> str:
+    """A custom check's PromQL with its variables filled in (`$model` only when a model is given: a query without it
+    is a fleet query, read once for every policy of the namespace)."""
+    filled = query.replace("$namespace", _quote(namespace)[1:-1]).replace("$window", window)
+    return filled.replace("$model", _quote(model)[1:-1]) if model is not None else filled
+
+
 def check_queries(check: Check, *, namespace: str, model: str, for_seconds: float, window: str) -> CheckQueries:
     if check.statistic is not None:
         values = builtin_values(namespace, check.statistic, check.features or (), model)
     else:
         assert check.query is not None
-        values = (
-            check.query.replace("$namespace", _quote(namespace)[1:-1])
-            .replace("$model", _quote(model)[1:-1])
-            .replace("$window", window)
-        )
+        values = custom_values(check.query, namespace=namespace, model=model, window=window)
     return span_queries(check.name, values, for_seconds)
 
 

@@ -323,10 +323,12 @@ def reconcile_driftpolicy(
     groups: GroupReadings | None = None,
 ) -> tuple[PolicyPlan, str | None]:
     """One evaluation when due: (plan, name of the TrainingJob created or None). `prometheus_for(url)` gives a
-    client; tests and the operator pass the real one. With `groups`, built-in checks are read for the whole
-    namespace at once and shared between policies (drift_batch.py); without, each policy asks for its own."""
+    client; tests and the operator pass the real one. Built-in checks, and custom queries that do not name `$model`,
+    are read for the whole namespace at once through `groups` (drift_batch.py), shared between the policies that
+    share it (the operator's one) or, without, asked for this policy alone."""
     if not evaluation_due(policy, generation, now):
         return PolicyPlan(status=policy.status), None
+    groups = groups if groups is not None else GroupReadings()
     namespace = str(policy.metadata["namespace"])
     model_name = policy.spec.model_ref.name
     raw_model = kube.get_custom(namespace, "mlmodels", model_name)
@@ -343,8 +345,8 @@ def reconcile_driftpolicy(
     def reading(check: Check, q: CheckQueries) -> CheckReading:
         if too_small and check.statistic is not None:
             return CheckReading(q.name, error=too_small, error_reason="ReferenceTooSmall")
-        group = group_of(check, namespace=namespace, url=url, for_seconds=for_seconds) if groups else None
-        if groups is not None and group is not None:
+        group = group_of(check, namespace=namespace, url=url, for_seconds=for_seconds, window=policy.spec.window)
+        if group is not None:
             fresh = freshness(parse_duration(policy.spec.interval))
             return groups.read(group, model_name, q.name, prometheus, now, fresh)
         return read_check(prometheus, q, now)

@@ -31,7 +31,9 @@ class Check(ApiModel):
     )
     """Features the statistic is checked on (empty: all)."""
     query: str | None = Field(default=None, min_length=1, max_length=4096)
-    """A custom PromQL expression returning one number."""
+    """A custom PromQL expression ($namespace, $model and $window are filled in). One that does not name $model is
+    read once for every policy of the namespace with the same query, and each policy takes the series labelled with
+    its model (or all of them when none has a model label)."""
     threshold: float
     """The check breaches when the value is above this."""
 
