@@ -83,3 +83,27 @@ async def open_loop(url: str, body: bytes, rate: float, seconds: float) -> Resul
             tasks.append(asyncio.create_task(fire(scheduled)))
         await asyncio.gather(*tasks)
     return result
+
+
+async def grpc_closed_loop(target: str, request: bytes, concurrency: int, seconds: float) -> Result:
+    """The closed loop over gRPC: `request` is a serialised ModelInferRequest sent as is (no stubs, so any server of
+    the protocol is measured the same way), over one channel shared by the clients, as gRPC clients do (HTTP/2
+    streams on one connection)."""
+    import grpc
+
+    result = Result(f"gRPC c={concurrency}", seconds)
+    async with grpc.aio.insecure_channel(target) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        deadline = time.perf_counter() + seconds
+
+        async def client() -> None:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                try:
+                    await infer(request, timeout=5)
+                    result.latencies.append(time.perf_counter() - start)
+                except grpc.aio.AioRpcError:
+                    result.errors += 1
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    return result

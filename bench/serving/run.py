@@ -9,6 +9,8 @@ mlserver-sklearn 1.7.1, uvloop 0.21.0 — newer uvloop crashes its default worke
 and serves a joblib file of the same model trained in that environment. Both get the same one-row Open Inference
 Protocol v2 request ({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", ...}]}).
 Targets: >= 2x MLServer's throughput at equal or lower p99, and single-request p99 <= 3 ms for logistic regression.
+The same servers are then measured over gRPC (the same request as a ModelInferRequest with typed contents, closed
+loop c=1 and c=16, on each server's gRPC port): target >= 2x MLServer's gRPC throughput at equal or lower p99.
 The run ends with the cost of the drift window (on by default): throughput with it on and off, target <= 5%.
 """
 
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from tests.datasets import feature_spec, write
 
-from bench.serving.load import Result, closed_loop, open_loop
+from bench.serving.load import Result, closed_loop, grpc_closed_loop, open_loop
 from modelfleet.devcluster.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +45,17 @@ SCENARIOS = {
     "lr": [("closed", 1), ("closed", 16), ("closed", 64), ("open", 200), ("open", 500)],
     "rf": [("closed", 1), ("closed", 16), ("open", 50)],
 }
-BODY = json.dumps(
-    {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [5.9, 3.0, 5.1, 1.8]}]}
-).encode()
+ROW = [5.9, 3.0, 5.1, 1.8]
+BODY = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": ROW}]}).encode()
+GRPC_SCENARIOS = [1, 16]
+
+
+def grpc_body() -> bytes:
+    from modelfleet.server.grpc_v2 import open_inference_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name="iris")
+    request.inputs.add(name="input-0", datatype="FP64", shape=[1, 4]).contents.fp64_contents.extend(ROW)
+    return request.SerializeToString()
 
 
 def ensure_mlserver() -> Path:
@@ -77,7 +87,11 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
     raise SystemExit(f"{what} did not become ready")
 
 
-def run_scenarios(url: str, model: str, seconds: float, scenarios: list | None = None) -> list[Result]:
+def run_scenarios(
+    url: str, model: str, seconds: float, scenarios: list | None = None, grpc_target: str | None = None
+) -> list[Result]:
+    """REST scenarios, then (given the server's gRPC address) the gRPC ones."""
+
     async def go() -> list[Result]:
         await closed_loop(url, BODY, 4, 2.0)  # warm-up
         out = []
@@ -86,6 +100,11 @@ def run_scenarios(url: str, model: str, seconds: float, scenarios: list | None =
                 out.append(await closed_loop(url, BODY, int(value), seconds))
             else:
                 out.append(await open_loop(url, BODY, float(value), seconds))
+        if grpc_target is not None:
+            body = grpc_body()
+            await grpc_closed_loop(grpc_target, body, 4, 2.0)  # warm-up
+            for concurrency in GRPC_SCENARIOS:
+                out.append(await grpc_closed_loop(grpc_target, body, concurrency, seconds))
         return out
 
     return asyncio.run(go())
@@ -124,7 +143,7 @@ def ours(
     artifact = train_ours(work, model)
     # Micro-batching for the forest (its per-call cost dominates), as the product enables it for ensembles.
     batching = ["--max-batch-size", "32", "--max-batch-wait-ms", "0"] if model == "rf" else []
-    p = free_port()
+    p, g = free_port(), free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -139,7 +158,7 @@ def ours(
             "--port",
             str(p),
             "--grpc-port",
-            str(free_port()),
+            str(g),
             *batching,
             *extra,
         ],
@@ -148,7 +167,8 @@ def ours(
     )
     try:
         wait_ready(f"http://127.0.0.1:{p}/v2/health/ready", proc, "the ModelFleet server")
-        return run_scenarios(f"http://127.0.0.1:{p}/v2/models/iris/infer", model, seconds, scenarios)
+        target = f"127.0.0.1:{g}" if scenarios is None else None  # the drift-overhead runs are REST only
+        return run_scenarios(f"http://127.0.0.1:{p}/v2/models/iris/infer", model, seconds, scenarios, target)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -201,7 +221,7 @@ def mlserver(work: Path, model: str, seconds: float, python: Path) -> list[Resul
     )
     try:
         wait_ready(f"http://127.0.0.1:{http}/v2/models/iris/ready", proc, "MLServer")
-        return run_scenarios(f"http://127.0.0.1:{http}/v2/models/iris/infer", model, seconds)
+        return run_scenarios(f"http://127.0.0.1:{http}/v2/models/iris/infer", model, seconds, None, f"127.0.0.1:{grpc}")
     finally:
         proc.terminate()
         proc.wait(30)

@@ -128,16 +128,24 @@ def _raw_output(values: np.ndarray) -> tuple[str, bytes]:
     return "BYTES", b"".join(struct.pack("<I", len(e)) + e for e in encoded)
 
 
-def infer_response(model: ServedModel, pred: np.ndarray, proba: np.ndarray | None, request: Any) -> Any:
+def requested_outputs(model: ServedModel, request: Any) -> list[str]:
+    """The outputs to send back (all when none is named), checked before anything is predicted."""
+    known = [o["name"] for o in metadata(model)["outputs"]]
+    wanted = [o.name for o in request.outputs] or known
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise BadRequest(f"unknown output(s) {', '.join(map(repr, unknown))}; this model has {', '.join(known)}", 422)
+    return wanted
+
+
+def infer_response(
+    model: ServedModel, pred: np.ndarray, proba: np.ndarray | None, request: Any, wanted: list[str]
+) -> Any:
     outputs = {"predict": np.asarray(pred)}
     if proba is not None:
         outputs["predict_proba"] = np.asarray(proba, dtype=np.float64)
-    wanted = [o.name for o in request.outputs]
-    unknown = [n for n in wanted if n not in outputs]
-    if unknown:
-        raise BadRequest(f"unknown output(s) {', '.join(map(repr, unknown))}; this model has {', '.join(outputs)}", 422)
     response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
-    for name in wanted or list(outputs):
+    for name in (n for n in wanted if n in outputs):  # a classifier without probabilities answers predict only
         datatype, raw = _raw_output(outputs[name])
         response.outputs.add(name=name, datatype=datatype, shape=list(outputs[name].shape))
         response.raw_output_contents.append(raw)
@@ -196,8 +204,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         except BadRequest as e:
             await self._abort(context, e)
         try:
-            pred, proba = await run_model(self.app, model, parse_v2(decode_inputs(request), model))
-            response = infer_response(model, pred, proba, request)
+            columns = parse_v2(decode_inputs(request), model)
+            wanted = requested_outputs(model, request)
+            pred, proba = await run_model(self.app, model, columns)
+            response = infer_response(model, pred, proba, request, wanted)
         except BadRequest as e:
             metrics.requests.labels(model.name, str(e.status)).inc()
             await self._abort(context, e)
