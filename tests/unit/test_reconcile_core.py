@@ -77,6 +77,23 @@ def test_the_cache_selects_through_indexes_and_hands_out_copies() -> None:
     assert store.count("TrainingJob") == 2 and store.select("TrainingJob", "other-ns") == []
 
 
+def test_the_cache_source_search_narrows_by_the_runs_that_trained_not_by_every_hit() -> None:
+    store = Store()
+    store.upsert("TrainingJob", obj("trained", status={"fingerprint": "f"}))
+    for i in range(50):  # a fleet's cache hits: the same fingerprint, each pointing at the run it reused
+        store.upsert("TrainingJob", obj(f"hit-{i}", status={"fingerprint": "f", "cachedFrom": "trained"}))
+    store.upsert("TrainingJob", obj("other", status={"fingerprint": "g"}))
+    search = {"status.fingerprint": "f", "status.cachedFrom": ""}
+    assert [o["metadata"]["name"] for o in store.select("TrainingJob", "ns", search)] == ["trained"]
+    # The "absent" index holds exactly the runs without the field: 2 of 52 (what the search reads).
+    assert store._index[("TrainingJob", "ns", "status.cachedFrom", "")] == {"trained", "other"}
+    store.upsert("TrainingJob", obj("other", 2, status={"fingerprint": "g", "cachedFrom": "x"}))  # it leaves the index
+    assert store._index[("TrainingJob", "ns", "status.cachedFrom", "")] == {"trained"}
+    assert len(store.select("TrainingJob", "ns", {"status.fingerprint": "f"})) == 51
+    # An index without absent entries is never used for "": the field-by-field match answers.
+    assert [o["metadata"]["name"] for o in store.select("TrainingJob", "ns", {"status.fingerprint": ""})] == []
+
+
 # -- the queue
 def test_the_queue_runs_a_burst_once_and_a_key_added_during_its_pass_again_after_it() -> None:
     async def scenario() -> list[str]:
@@ -189,6 +206,12 @@ def test_a_read_behind_the_operators_own_write_waits_for_the_watch() -> None:
     assert view.list_custom("ns", "trainingjobs", "modelfleet.io/model=other") == []  # other models never wait
     clock.now += 31  # a lost event never stops the object for good
     assert view.list_custom("ns", "trainingjobs", "modelfleet.io/model=m") == []
+    assert expectations._by_model == {} and len(expectations) == 0  # nothing of it is left behind
+    for i in range(3):
+        expectations.expect(Key("TrainingJob", "ns", f"m{i}-v1"), "20", model=f"m{i}")
+    store.upsert("TrainingJob", obj("m1-v1", 20, metadata={"labels": {"modelfleet.io/model": "m1"}}))
+    assert len(view.list_custom("ns", "trainingjobs", "modelfleet.io/model=m1")) == 1
+    assert set(expectations._by_model) == {("TrainingJob", "ns", "m0"), ("TrainingJob", "ns", "m2")}
 
 
 # -- the pass boundary

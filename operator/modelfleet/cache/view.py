@@ -43,7 +43,10 @@ class Expectations:
         self.store, self._clock = store, clock
         self._lock = threading.Lock()
         self._pending: dict[Key, tuple[str, float]] = {}
-        self._groups: dict[Key, str] = {}  # key -> the model it belongs to (lists by model wait only for theirs)
+        # (kind, namespace, model) -> its pending keys: a list by model checks only its own writes (scanning every
+        # pending write was a tenth of the operator's CPU while a fleet of 5,000 was being built)
+        self._by_model: dict[tuple[str, str, str], set[Key]] = {}
+        self._groups: dict[Key, str] = {}  # key -> the model it belongs to
 
     def expect(self, key: Key, version: str | None, model: str | None = None) -> None:
         if version is None:
@@ -52,6 +55,18 @@ class Expectations:
             self._pending[key] = (version, self._clock() + EXPECTATION_SECONDS)
             if model:
                 self._groups[key] = model
+                self._by_model.setdefault((key.kind, key.namespace, model), set()).add(key)
+
+    def _drop(self, key: Key) -> None:
+        """Forgets `key` (the lock is held)."""
+        self._pending.pop(key, None)
+        model = self._groups.pop(key, None)
+        if model is not None:
+            group = self._by_model.get((key.kind, key.namespace, model))
+            if group is not None:
+                group.discard(key)
+                if not group:
+                    del self._by_model[(key.kind, key.namespace, model)]
 
     def expect_gone(self, key: Key) -> None:
         with self._lock:
@@ -78,14 +93,12 @@ class Expectations:
         if self._met(key, want, body):
             with self._lock:
                 if self._pending.get(key) == pending:
-                    del self._pending[key]
-                    self._groups.pop(key, None)
+                    self._drop(key)
             return
         if self._clock() > deadline:
             log.warning("the watch never showed %s at %s; going on without it", key, want)
             with self._lock:
-                self._pending.pop(key, None)
-                self._groups.pop(key, None)
+                self._drop(key)
             return
         raise CacheBehind(key)
 
@@ -93,8 +106,7 @@ class Expectations:
         """Raises CacheBehind while a write of that kind belonging to `model` is not yet seen (before a list of the
         model's objects: the writes of other models in the namespace never hold it up)."""
         with self._lock:
-            keys = [k for k in self._pending if k.kind == kind and k.namespace == namespace]
-            keys = [k for k in keys if self._groups.get(k) == model]
+            keys = list(self._by_model.get((kind, namespace, model), ()))
         for key in keys:
             self.check(key)
 
