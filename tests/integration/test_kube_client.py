@@ -53,3 +53,26 @@ def test_a_refused_field_selector_is_filtered_by_the_client(
     got = client.list_custom(namespace, "driftpolicies", fields={"spec.modelRef.name": "fraud"})
     assert [p["metadata"]["name"] for p in got] == ["b"]
     assert len(client._unselectable) == 1
+
+
+def test_events_and_metadata_patches_hand_their_connection_back(
+    kube: Kube, crds: Path, kubeconfig: Path, namespace: str
+) -> None:
+    """Answers no one reads are drained: a run of writes goes over the connections already open (an unread answer kept
+    its connection, so every Event opened a new TLS connection)."""
+    _policies(kube, namespace)
+    api = api_client(str(kubeconfig))
+    client = ApiKube(api)
+    policy = client.custom.get_namespaced_custom_object("modelfleet.io", "v1alpha1", namespace, "driftpolicies", "a")
+    client.list_custom(namespace, "driftpolicies")  # one connection is open now
+    pools = api.rest_client.pool_manager.pools
+
+    def opened() -> int:  # connections ever opened, over every pool
+        return sum(pools[key].num_connections for key in pools.keys())  # noqa: SIM118 (it has no iterator)
+
+    before = opened()
+    for i in range(10):
+        client.post_event(policy, "Normal", "Tested", f"event {i}")
+        client.patch_metadata("driftpolicies", namespace, "a", {"annotations": {"tested": str(i)}})
+    assert opened() == before
+    assert len(kube.items("events", namespace, field_selector="reason=Tested")) == 10

@@ -195,6 +195,14 @@ class Kube:
     def _json(resp: Any) -> dict[str, Any]:
         return dict(json.loads(resp.data))
 
+    @staticmethod
+    def _drain(resp: Any) -> None:
+        """Reads an answer no one needs, which hands its connection back to the pool: an unread answer keeps it,
+        so the next request opened a new TLS connection (one per Event posted, 8 % of the operator's CPU while a
+        fleet of 5,000 was built)."""
+        _ = resp.data
+        resp.release_conn()
+
     def _get(self, fn: Any, *args: Any) -> dict[str, Any] | None:
         try:
             return self._json(fn(*args, _preload_content=False))
@@ -342,7 +350,7 @@ class Kube:
 
     def patch_metadata(self, plural: str, namespace: str, name: str, metadata: dict[str, Any]) -> None:
         """A JSON merge patch of an object's metadata (finalizers, annotations)."""
-        self.custom.patch_namespaced_custom_object(
+        resp = self.custom.patch_namespaced_custom_object(
             GROUP,
             VERSION,
             namespace,
@@ -352,12 +360,13 @@ class Kube:
             _content_type="application/merge-patch+json",
             _preload_content=False,
         )
+        self._drain(resp)
 
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """One core/v1 Event about `involved` (a raw object with apiVersion and kind), from this operator."""
         meta = involved["metadata"]
         now = rfc3339(datetime.datetime.now(datetime.UTC))
-        self.core.create_namespaced_event(
+        resp = self.core.create_namespaced_event(
             meta["namespace"],
             {
                 "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
@@ -381,6 +390,7 @@ class Kube:
             },
             _preload_content=False,
         )
+        self._drain(resp)
 
     def artifact_exists(self, namespace: str, uri: str) -> bool | None:
         """Whether an artifact directory (with its digest file) is at `uri`: True/False when this process can look
