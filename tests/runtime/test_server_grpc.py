@@ -249,3 +249,17 @@ def test_forked_workers_share_the_grpc_port(artifacts: dict[str, Path]) -> None:
         assert 'modelfleet_server_requests_total{code="200",model="m"} 41.0' in total
     finally:
         assert server.stop() == 0
+
+
+def test_a_grpc_port_already_taken_stops_the_server_with_one_line(artifacts: dict[str, Path]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = Server(artifacts["sklearn"], "--grpc-port", str(port))  # the later flag wins over the free one
+        code = server.proc.wait(timeout=60)
+    out = server.proc.stdout.read() if server.proc.stdout else ""
+    assert code == 2 and f"modelfleet-server: error: cannot listen for gRPC on 127.0.0.1:{port}" in out
+    assert "Traceback" not in out

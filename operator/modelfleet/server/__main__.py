@@ -150,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
 
     options = {"shutdown_timeout": args.drain_seconds, "access_log": None, "print": None}
     if metrics_dir is None:
-        web.run_app(app(), host=args.host, port=args.port, **options)
+        try:
+            web.run_app(app(), host=args.host, port=args.port, **options)
+        except OSError as e:  # a port already taken (HTTP or gRPC): one line, as for every other start-up failure
+            print(f"modelfleet-server: error: {e}", file=sys.stderr)
+            return 2
         return 0
     return serve_workers(
         args.workers,
