@@ -1,7 +1,8 @@
 # ModelFleet. Every target depends on `setup`, which is idempotent and cached:
 #   - a virtual environment in .venv (re-installed when pyproject.toml changes),
 #   - the Kubernetes binaries, built once from Go modules into ~/.cache/modelfleet (hack/k8s-binaries.sh),
-#   - Prometheus and promtool from Debian's package (hack/prometheus.sh; the drift tests run a real Prometheus).
+#   - Prometheus and promtool from Debian's package (hack/prometheus.sh; the drift tests run a real Prometheus),
+#   - versitygw, the S3 server of the object-storage tests, built from its Go module into the same cache.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -10,9 +11,9 @@ PY := $(VENV)/bin/python
 STAMPS := .make
 PYTEST_ARGS ?=
 
-.PHONY: setup k8s-binaries prometheus images kind-up deploy kind-e2e kind-down manifests lint verify test test-unit test-integration demo clean
+.PHONY: setup k8s-binaries versitygw prometheus images kind-up deploy kind-e2e kind-down manifests lint verify test test-unit test-integration demo clean
 
-setup: $(STAMPS)/venv k8s-binaries prometheus
+setup: $(STAMPS)/venv k8s-binaries versitygw prometheus
 
 $(STAMPS)/venv: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,9 @@ $(STAMPS)/venv: pyproject.toml
 
 k8s-binaries:
 	@bash hack/k8s-binaries.sh >/dev/null
+
+versitygw:
+	@bash hack/versitygw.sh >/dev/null
 
 prometheus:
 	@bash hack/prometheus.sh

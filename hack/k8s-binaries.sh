@@ -23,6 +23,8 @@ ALL_BINARIES="etcd $K8S_BINARIES kwok helm"
 
 say() { echo "k8s-binaries: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
+# shellcheck source=lib/go-build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go-build.sh"
 
 have_all() {  # dir -> 0 when every binary is there and executable
   local b
@@ -39,26 +41,6 @@ command -v go >/dev/null 2>&1 || die "step 'find Go toolchain': 'go' is not on P
 mkdir -p "$CACHE_ROOT"
 exec 9>"$CACHE_ROOT/.k8s-binaries.lock"
 flock 9   # one build at a time; a second caller waits and then finds the cache complete
-
-# run STEP LOG CMD...: runs CMD with output to LOG; on failure names the step and shows the log's tail.
-run() {
-  local step=$1 log=$2; shift 2
-  say "$step (log: $log)"
-  local timer=()
-  [ -x /usr/bin/time ] && timer=(/usr/bin/time -v -o "$log.time")  # GNU time: wall time and peak memory
-  if ! "${timer[@]}" "$@" >"$log" 2>&1; then
-    say "ERROR: step '$step' failed; last lines of $log:"
-    tail -n 25 "$log" >&2
-    return 1
-  fi
-  [ -f "$log.time" ] && awk -F': ' '/Elapsed \(wall clock\)/ {w=$2} /Maximum resident set size/ {r=$2} END {printf "  wall %s, peak RSS %.0f MiB\n", w, r/1024}' "$log.time" >&2
-  return 0
-}
-
-wrapper_module() {  # dir module -> fresh wrapper module in dir
-  rm -rf "$1"; mkdir -p "$1"
-  (cd "$1" && go mod init "$2" >/dev/null 2>&1)
-}
 
 build_kubernetes() {  # version out_dir work_dir
   local v=$1 out=$2 work=$3 minor=${1#v1.}
@@ -89,15 +71,6 @@ build_kubernetes() {  # version out_dir work_dir
   run "build $K8S_BINARIES $v" "$work/k8s-build.log" \
     bash -c "cd '$work/k8s' && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w $ver' -o '$out/' $pkgs" || return 1
   cp "$work/k8s/go.mod" "$out/k8s-wrapper.go.mod"
-}
-
-build_simple() {  # name module version package out_dir work_dir [ldflags]
-  local name=$1 mod=$2 v=$3 pkg=$4 out=$5 work=$6 ldflags=${7:-}
-  wrapper_module "$work/$name" "modelfleet.local/$name-binary"
-  run "resolve $mod@$v" "$work/$name-get.log" \
-    bash -c "cd '$work/$name' && printf 'package main\n' > tools.go && go get '$pkg@$v'" || return 1
-  run "build $name $v" "$work/$name-build.log" \
-    bash -c "cd '$work/$name' && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w $ldflags' -o '$out/$name' '$pkg'" || return 1
 }
 
 # KWOK's own stage definitions (node initialise + lease heartbeat, the general pod life cycle), taken from the

@@ -19,6 +19,7 @@ import pytest
 from modelfleet.devcluster import ClusterConfig, DevCluster
 from modelfleet.devcluster.cluster import COMPONENTS
 from modelfleet.devcluster.processes import marked_pids, tail
+from modelfleet.devcluster.s3 import S3Server
 from tests.support import OPERATOR_LOGS, OPERATORS, Kube, wait_for
 
 _cluster: DevCluster | None = None
@@ -66,6 +67,23 @@ def kube(dev_cluster: DevCluster | None, kubeconfig: Path) -> Kube:
     from modelfleet.devcluster.binaries import find_binaries
 
     return Kube(kubeconfig, find_binaries() / "kubectl")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The session's S3 store (versitygw on a free loopback port, credentials generated at start)."""
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server, request: pytest.FixtureRequest) -> str:
+    """A fresh bucket for one test (S3 names: 3-63 lowercase letters, digits and hyphens)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"t-{slug}-{secrets.token_hex(3)}"
+    s3_server.make_bucket(name)
+    return name
 
 
 @pytest.fixture

@@ -113,6 +113,12 @@ class OperatorConfig:
     artifacts_claim_access_mode: str = "ReadWriteOnce"
     """Access mode of a created default artifact claim (ReadWriteMany lets serving replicas on several nodes share
     it, where the StorageClass supports it)."""
+    s3_endpoint: str = ""
+    """The S3 endpoint of s3:// locations (an S3-compatible store's URL); empty: AWS, or the Secret's
+    AWS_ENDPOINT_URL. Training and serving pods get it as AWS_ENDPOINT_URL unless their spec names its own Secret."""
+    s3_secret_name: str = ""
+    """The Secret (in each model's namespace) whose AWS_* keys training and serving pods of s3:// locations get, unless
+    their spec names its own; empty: none (the pods' own identity, e.g. IRSA or workload identity)."""
     prometheus_url: str = "http://prometheus-operated.monitoring:9090"
     trainer_image: str = "ghcr.io/modelfleet/trainer:0.1.0"
     server_image: str = "ghcr.io/modelfleet/server:0.1.0"
@@ -171,6 +177,8 @@ class OperatorConfig:
             artifacts_claim_access_mode=_choice(
                 "MODELFLEET_ARTIFACTS_CLAIM_ACCESS_MODE", cls.artifacts_claim_access_mode, ACCESS_MODES
             ),
+            s3_endpoint=os.environ.get("MODELFLEET_S3_ENDPOINT", "").strip(),
+            s3_secret_name=os.environ.get("MODELFLEET_S3_SECRET", "").strip(),
             prometheus_url=os.environ.get("MODELFLEET_PROMETHEUS_URL", cls.prometheus_url),
             trainer_image=os.environ.get("MODELFLEET_TRAINER_IMAGE", cls.trainer_image),
             server_image=os.environ.get("MODELFLEET_SERVER_IMAGE", cls.server_image),

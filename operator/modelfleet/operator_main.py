@@ -85,7 +85,7 @@ def prepare(
         _check_port("--health-port", health_port)
     if metrics_port:
         _serve_metrics(metrics_port)
-    return Deps(config=config, api=api, kube=Kube(api))
+    return Deps(config=config, api=api, kube=Kube(api, s3_endpoint=config.s3_endpoint))
 
 
 def run(

@@ -27,7 +27,7 @@ from tests.runtime.test_trainer import run_trainer, spec
 
 
 class Server:
-    def __init__(self, artifact: Path, *extra: str) -> None:
+    def __init__(self, artifact: Path | str, *extra: str, env: dict[str, str] | None = None) -> None:
         self.port, self.grpc_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -51,6 +51,7 @@ class Server:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,  # its own process group: a failing test can still take every worker down
+            env={**os.environ, **(env or {})},
         )
 
     def wait_ready(self) -> Server:

@@ -32,11 +32,28 @@ def spec(kind: str, path: Path, framework: str, estimator: str, fmt: str = "csv"
     }
 
 
-def run_trainer(tmp: Path, training: dict[str, Any], out: str = "artifact") -> tuple[int, dict[str, Any], str]:
+def run_trainer(
+    tmp: Path,
+    training: dict[str, Any],
+    out: str = "artifact",
+    *,
+    output_uri: str = "",
+    env: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any], str]:
     msg = tmp / f"{out}.msg"
-    env = {**os.environ, "MODELFLEET_TRAINING_SPEC": json.dumps(training)}
+    env = {**os.environ, **(env or {}), "MODELFLEET_TRAINING_SPEC": json.dumps(training)}
+    uri = ["--output-uri", output_uri] if output_uri else []
     res = subprocess.run(
-        [sys.executable, "-m", "modelfleet.trainer", "--output-dir", str(tmp / out), "--termination-log", str(msg)],
+        [
+            sys.executable,
+            "-m",
+            "modelfleet.trainer",
+            "--output-dir",
+            str(tmp / out),
+            *uri,
+            "--termination-log",
+            str(msg),
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -241,6 +241,21 @@ def test_success_parses_the_result_and_accounts_gpu_seconds() -> None:
             "TrainingError",
             "no target column",
         ),
+        (
+            "PodFailurePolicy",
+            {
+                "exitCode": 2,
+                "message": '{"error":"access to bucket \'models\' was refused","reason":"ArtifactUnavailable"}',
+            },
+            "ArtifactUnavailable",
+            "bucket 'models'",
+        ),
+        (  # a reason that is not a condition reason is not copied into one
+            "PodFailurePolicy",
+            {"exitCode": 2, "message": '{"error":"no rows","reason":"not a reason!"}'},
+            "TrainingError",
+            "no rows",
+        ),
         ("BackoffLimitExceeded", {"exitCode": 137, "reason": "OOMKilled"}, "OOMKilled", "out of memory"),
         ("DeadlineExceeded", {}, "DeadlineExceeded", "timeout"),
     ],

@@ -12,6 +12,7 @@ from modelfleet.builders.training import (
     LABEL_TEAM,
     LABEL_VERSION,
     local_path,
+    object_store_access,
     placement,
     restricted_security,
 )
@@ -54,9 +55,11 @@ def endpoint(name: str, namespace: str) -> str:
 
 def server_args(name: str, spec: MLModelSpec, version: TrainedVersion, config: OperatorConfig) -> list[str]:
     """The server's command line: the artifact and its digest, batching, workers, drift statistics."""
+    uri = version.artifact_uri
     return [
         "--artifact",
-        local_path(version.artifact_uri, config.pvc_mount_root),
+        # An s3:// artifact is fetched by the server itself and verified before it is deserialised.
+        uri if uri.startswith("s3://") else local_path(uri, config.pvc_mount_root),
         "--model-name",
         name,
         "--model-version",
@@ -97,6 +100,7 @@ def server_container(
         limits[res.gpu_resource] = str(res.gpu)
     probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 2, "failureThreshold": 3}
     _, container_security = restricted_security()
+    store = object_store_access([version.artifact_uri], spec.artifacts.secret_name if spec.artifacts else None, config)
     return {
         "name": SERVER_CONTAINER,
         "image": config.server_image,
@@ -105,7 +109,9 @@ def server_container(
         "env": [
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "HOME", "value": "/tmp"},
+            *store.get("env", []),
         ],
+        **({"envFrom": store["envFrom"]} if "envFrom" in store else {}),
         "ports": [{"name": "http", "containerPort": SERVER_PORT}, {"name": "grpc", "containerPort": GRPC_PORT}],
         "readinessProbe": probe,
         "livenessProbe": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.parse
+from collections.abc import Sequence
 from typing import Any
 
 from modelfleet.api.v1alpha1 import parse_duration
@@ -27,6 +28,7 @@ TRAINER_CONTAINER = "trainer"
 INVALID_INPUT_EXIT_CODE = 2  # the trainer's exit code for bad data or spec: retrying cannot help
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RUNTIME_UID = 65532
+SCRATCH_ARTIFACT = "/tmp/artifact"  # on the pod's emptyDir: where an artifact bound for object storage is built
 
 
 class UnsupportedUri(ValueError):
@@ -81,15 +83,33 @@ def training_labels(trainingjob: str, labels: dict[str, str], fingerprint: str) 
 
 
 def local_path(uri: str, mount_root: str) -> str:
-    """Where a pod sees `uri` (pvc:// claims are mounted under mount_root; file:// is taken as is)."""
+    """Where a pod sees `uri` (pvc:// claims are mounted under mount_root; file:// is taken as is; an s3:// artifact
+    is built in the pod's scratch space, then uploaded)."""
     claim = pvc_claim(uri)
     if claim:
         return f"{mount_root}/{claim[0]}/{claim[1]}".rstrip("/")
     if uri.startswith("file://"):
         return urllib.parse.urlparse(uri).path
+    if uri.startswith("s3://"):
+        return SCRATCH_ARTIFACT
     raise UnsupportedUri(
-        f"{uri}: training output must be a pvc:// or file:// location (object stores are not supported for output yet)"
+        f"{uri}: training output must be a pvc://, s3:// or file:// location (gs:// is not supported for output yet)"
     )
+
+
+def object_store_access(uris: Sequence[str], secret_name: str | None, config: OperatorConfig) -> dict[str, Any]:
+    """The container fields that let a pod reach the s3:// locations among `uris`: the Secret's AWS_* keys
+    (envFrom) and the operator's endpoint. A spec that names its own Secret gets no endpoint from the operator (its
+    Secret's AWS_ENDPOINT_URL, or AWS's), since `env` would override what the Secret says."""
+    if not any(u.startswith("s3://") for u in uris):
+        return {}
+    out: dict[str, Any] = {}
+    secret = secret_name or config.s3_secret_name
+    if secret:
+        out["envFrom"] = [{"secretRef": {"name": secret}}]
+    if not secret_name and config.s3_endpoint:
+        out["env"] = [{"name": "AWS_ENDPOINT_URL", "value": config.s3_endpoint}]
+    return out
 
 
 def placement(spec: Placement, gpus: int, gpu_resource: str) -> dict[str, Any]:
@@ -159,6 +179,9 @@ def desired_training_job(
     if res.gpu > 0:
         limits[res.gpu_resource] = str(res.gpu)  # extended resources: limit only, request defaults to it
     pod_security, container_security = restricted_security()
+    store = object_store_access(
+        [spec.dataset.uri, output_uri], spec.output.secret_name if spec.output else None, config
+    )
     trainer_spec: dict[str, Any] = {
         "framework": spec.framework,
         "task": spec.task,
@@ -187,7 +210,9 @@ def desired_training_job(
                     {"name": "MODELFLEET_ALLOWED_ESTIMATORS", "value": ",".join(config.allowed_estimators)},
                     {"name": "PYTHONUNBUFFERED", "value": "1"},
                     {"name": "HOME", "value": "/tmp"},
+                    *store.get("env", []),
                 ],
+                **({"envFrom": store["envFrom"]} if "envFrom" in store else {}),
                 "resources": {"requests": requests, "limits": limits},
                 "volumeMounts": mounts,
                 "securityContext": container_security,

@@ -114,7 +114,10 @@ def desired_model_trainingjob(
             "task": spec.task,
             "dataset": spec.dataset.wire(),
             "training": spec.training.wire(),
-            "output": {"uri": f"{base.rstrip('/')}/v{number}"},
+            "output": {
+                "uri": f"{base.rstrip('/')}/v{number}",
+                **({"secretName": spec.artifacts.secret_name} if spec.artifacts and spec.artifacts.secret_name else {}),
+            },
             "reason": reason,
             "documentation": documentation(model).wire(),
         },

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -37,6 +38,8 @@ TERMINAL = ("Succeeded", "Failed")
 ARTIFACT_STORE_UNAVAILABLE = "ArtifactStoreUnavailable"
 ARTIFACT_STORE_RETRY_SECONDS = 30.0
 STARTED = ("TrainingStarted", "JobRecreated", "ArtifactStoreCreated")
+# metav1.Condition's reason: what the trainer may name as the reason it failed.
+CONDITION_REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]{0,62}[A-Za-z0-9_])?$")
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError")
 
 
@@ -117,6 +120,15 @@ def parse_result(message: str | None) -> tuple[TrainingResult | None, str]:
         return None, f"malformed training result: {e.errors()[0]['msg']}"
 
 
+def failure_reason(message: str | None) -> str:
+    """The reason the trainer gave for its failure (ArtifactUnavailable...), TrainingError when it gave none usable."""
+    try:
+        reason = json.loads(message or "").get("reason")
+    except (ValueError, AttributeError):
+        return "TrainingError"
+    return reason if isinstance(reason, str) and CONDITION_REASON.match(reason) else "TrainingError"
+
+
 def _trainer_state(pod: dict[str, Any]) -> dict[str, Any]:
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
         if cs.get("name") == TRAINER_CONTAINER:
@@ -140,7 +152,7 @@ def failure_of(job_condition: dict[str, Any], pods: Sequence[dict[str, Any]]) ->
         return "OOMKilled", "the trainer ran out of memory; raise spec.training.resources.memory"
     result, problem = parse_result(term.get("message"))
     if term and result is None and term.get("message"):
-        return "TrainingError", problem
+        return failure_reason(term.get("message")), problem
     if term:
         return "TrainingError", f"the trainer exited with code {term.get('exitCode')} ({term.get('reason', '')})"
     return str(job_condition.get("reason") or "JobFailed"), str(job_condition.get("message") or "the Job failed")

@@ -13,15 +13,27 @@ from pathlib import Path
 
 from aiohttp import web
 
+from modelfleet.artifact.objectstore import DEFAULT_MAX_ARTIFACT_BYTES
 from modelfleet.server.app import build_app
 from modelfleet.server.drift import DEFAULT_STATISTICS, DriftMonitor
-from modelfleet.server.model import LoadError, load_model
+from modelfleet.server.model import LoadError, ServedModel, load_model, local_artifact
 from modelfleet.server.workers import enable_multiprocess_metrics, serve_workers
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modelfleet.server", description=__doc__)
-    parser.add_argument("--artifact", type=Path, required=True, help="the artifact directory")
+    parser.add_argument(
+        "--artifact",
+        required=True,
+        help="the artifact directory, or an s3:// location (fetched and verified before loading; credentials and "
+        "endpoint from the AWS_* variables)",
+    )
+    parser.add_argument(
+        "--max-artifact-bytes",
+        type=int,
+        default=DEFAULT_MAX_ARTIFACT_BYTES,
+        help="refuse an s3:// artifact larger than this",
+    )
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--model-version", default="")
     parser.add_argument("--expected-digest", help="refuse the artifact unless its digest is exactly this")
@@ -81,16 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     # per-call checks scikit-learn repeats on every predict are skipped.
     sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(
-        load_model,
-        args.artifact,
-        name=args.model_name,
-        version=args.model_version,
-        expected_digest=args.expected_digest,
-        allow_pickle=args.allow_pickle,
-    )
+
+    def fetch_and_load() -> tuple[Path, ServedModel]:
+        directory = local_artifact(
+            args.artifact, expected_digest=args.expected_digest, max_bytes=args.max_artifact_bytes
+        )
+        return directory, load_model(
+            directory,
+            name=args.model_name,
+            version=args.model_version,
+            expected_digest=args.expected_digest,
+            allow_pickle=args.allow_pickle,
+        )
+
+    future = pool.submit(fetch_and_load)
     try:
-        model = future.result(timeout=args.load_timeout)
+        artifact, model = future.result(timeout=args.load_timeout)
     except LoadError as e:
         print(f"modelfleet-server: error: {e}", file=sys.stderr)
         return 2
@@ -106,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         drift = (
             DriftMonitor.from_artifact(
-                args.artifact,
+                artifact,
                 model.feature_names,
                 model=model.name,
                 version=model.version,

@@ -5,6 +5,7 @@ trust); scikit-learn models load through skops with trusted types only."""
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from modelfleet.artifact import DigestMismatch, verify_directory
+from modelfleet.artifact.objectstore import ObjectStore, StoreError
 from modelfleet.artifact.sklearn_model import MODEL_FILE as SKOPS_FILE
 from modelfleet.artifact.sklearn_model import SklearnPredictor, UnsafeArtifact
 from modelfleet.artifact.torch_model import WEIGHTS_FILE, TorchPredictor
@@ -43,6 +45,19 @@ class ServedModel:
     def predict(self, columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         pred, proba = self.predictor.predict(columns)
         return pred, proba
+
+
+def local_artifact(location: str, *, expected_digest: str | None, max_bytes: int) -> Path:
+    """The directory to load: `location` itself, or, for s3://, a verified copy fetched into the scratch space
+    (every object checked against the manifest as it streams, the whole against the pinned digest)."""
+    if not location.startswith("s3://"):
+        return Path(location)
+    dest = Path(tempfile.mkdtemp(prefix="modelfleet-artifact-")) / "artifact"
+    try:
+        ObjectStore.from_env().download_artifact(location, dest, max_bytes=max_bytes, expected_digest=expected_digest)
+    except StoreError as e:
+        raise LoadError(f"artifact unavailable, nothing loaded: {e}") from e
+    return dest
 
 
 def load_model(

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except TrainerError as e:
         reason = one_line(e)
-        write_message(args.termination_log, {"error": reason})
+        write_message(args.termination_log, {"error": reason, "reason": e.reason})
         print(f"modelfleet-trainer: error: {reason}", file=sys.stderr)
         return e.exit_code
     except Exception as e:  # unexpected: keep the traceback in the log, the reason in the message

@@ -16,11 +16,13 @@ import numpy as np
 
 from modelfleet.api.v1alpha1.shared import Dataset
 from modelfleet.artifact.digest import file_sha256
-from modelfleet.trainer.errors import TrainerError
+from modelfleet.artifact.objectstore import ObjectStore, S3Uri, StoreError
+from modelfleet.trainer.errors import ArtifactStoreError, TrainerError
 
 PVC_ROOT_ENV = "MODELFLEET_PVC_ROOT"
 DEFAULT_PVC_ROOT = "/mnt/pvc"
 DOWNLOAD_TIMEOUT = 60
+MAX_DATASET_BYTES = 64 << 30  # a dataset beyond this is refused before it fills the pod's disk
 
 
 # A number written as text: what a CSV reader would have typed as a number had the column held nothing else.
@@ -125,21 +127,24 @@ def local_copy(uri: str, workdir: Path) -> Path:
         except OSError as e:
             raise TrainerError(f"cannot download dataset {uri}: {e}") from e
         return target
-    if scheme in ("s3", "gs"):
+    if scheme == "s3":
+        try:
+            return ObjectStore.from_env().download(S3Uri.parse(uri), target, MAX_DATASET_BYTES)
+        except StoreError as e:
+            raise ArtifactStoreError(f"cannot read dataset {uri}: {e}", permanent=e.permanent) from e
+    if scheme == "gs":
         try:
             import fsspec
         except ImportError as e:
             raise TrainerError(
-                f"dataset {uri}: {scheme}:// needs fsspec and its {scheme} driver in the trainer "
-                "image (pip install 'modelfleet[trainer-cloud]')"
+                f"dataset {uri}: gs:// needs fsspec and gcsfs in the trainer image "
+                "(pip install 'modelfleet[trainer-cloud]')"
             ) from e
         try:
             with fsspec.open(uri, "rb") as src, target.open("wb") as out:
                 shutil.copyfileobj(src, out)
-        except ImportError as e:  # fsspec is there, its driver for this scheme (s3fs, gcsfs) is not
-            raise TrainerError(
-                f"dataset {uri}: {scheme}:// needs fsspec and its {scheme} driver in the trainer image ({e})"
-            ) from e
+        except ImportError as e:  # fsspec is there, its gs driver (gcsfs) is not
+            raise TrainerError(f"dataset {uri}: gs:// needs fsspec and gcsfs in the trainer image ({e})") from e
         except Exception as e:  # fsspec drivers raise their own error types
             raise TrainerError(f"cannot read dataset {uri}: {e}") from e
         return target

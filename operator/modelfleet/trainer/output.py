@@ -1,4 +1,5 @@
-"""Writing the artifact directory atomically: a temporary sibling directory, then a rename."""
+"""Writing the artifact directory atomically: a temporary sibling directory, then a rename; for an s3:// output, the
+finished directory is then uploaded with its manifest written last (artifact/objectstore.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modelfleet.artifact.digest import DIGEST_FILE, directory_digest
+from modelfleet.artifact.objectstore import ObjectStore, S3Uri, StoreError
+from modelfleet.trainer.errors import ArtifactStoreError
 
 
 def write_artifact(final: Path, fill: Callable[[Path], None]) -> str:
@@ -37,3 +40,19 @@ def write_artifact(final: Path, fill: Callable[[Path], None]) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return digest
+
+
+def check_output(uri: str) -> None:
+    """One HEAD on the artifact's bucket: it exists and the credentials are accepted."""
+    try:
+        ObjectStore.from_env().check_bucket(S3Uri.parse(uri))
+    except StoreError as e:
+        raise ArtifactStoreError(f"cannot store the artifact: {e}", permanent=e.permanent) from e
+
+
+def upload_artifact(directory: Path, uri: str) -> str:
+    """Uploads the finished artifact directory to `uri` (credentials and endpoint from the AWS_* variables)."""
+    try:
+        return ObjectStore.from_env().upload_artifact(directory, uri)
+    except StoreError as e:
+        raise ArtifactStoreError(f"cannot store the artifact: {e}", permanent=e.permanent) from e

@@ -23,7 +23,7 @@ from modelfleet.trainer import data as data_mod
 from modelfleet.trainer.errors import TrainerError
 from modelfleet.trainer.evaluate import classification_metrics, regression_metrics
 from modelfleet.trainer.fit import fit_mlp, fit_sklearn, make_estimator
-from modelfleet.trainer.output import write_artifact
+from modelfleet.trainer.output import check_output, upload_artifact, write_artifact
 
 
 def _iso(t: float) -> str:
@@ -69,6 +69,8 @@ def train(
     spec: TrainingJobSpec, output_dir: Path, output_uri: str, *, seed: int, allowed_estimators: Sequence[str]
 ) -> dict[str, Any]:
     started = time.time()
+    if output_uri.startswith("s3://"):  # refused credentials or a missing bucket fail the run before it trains
+        check_output(output_uri)
     loaded = data_mod.load(spec.dataset)
     features = loaded.features
     train_idx, test_idx = split(loaded.target, spec.task, spec.training.validation.split, seed)
@@ -151,6 +153,8 @@ def train(
         (d / CARD_MARKDOWN).write_text(render_markdown(card))
 
     digest = write_artifact(output_dir, fill)
+    if output_uri.startswith("s3://"):  # written locally first (digest and all), then uploaded, manifest last
+        upload_artifact(output_dir, output_uri)
     return {
         "metrics": {k: round(v, 6) for k, v in metrics.items()},
         "artifactUri": output_uri,

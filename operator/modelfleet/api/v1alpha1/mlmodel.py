@@ -15,6 +15,7 @@ from modelfleet.api.v1alpha1.shared import (
     GpuResource,
     Placement,
     RiskClass,
+    SecretName,
     Statistic,
     StorageUri,
     TrainingSpec,
@@ -119,7 +120,11 @@ class Artifacts(ApiModel):
     """Where trained versions are stored."""
 
     uri: StorageUri
-    """Base location of the versions, e.g. pvc://model-store/fraud (defaults to the operator's setting)."""
+    """Base location of the versions, e.g. pvc://model-store/fraud or s3://models/fraud (defaults to the operator's
+    setting)."""
+    secret_name: SecretName | None = None
+    """For s3:// locations: a Secret in this namespace whose AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and optional
+    AWS_ENDPOINT_URL, AWS_REGION) training and serving pods get (default: the operator's)."""
 
 
 class MLModelSpec(TrainingSpec):

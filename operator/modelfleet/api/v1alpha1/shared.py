@@ -40,6 +40,12 @@ StorageUri = Annotated[
 ]
 """Where artifacts live: pvc://<claim>/<path>, s3://, gs:// or file://."""
 
+SecretName = Annotated[
+    str,
+    Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+]
+"""The name of a Secret in the object's namespace."""
+
 
 class Feature(ApiModel):
     """One input column of the model."""

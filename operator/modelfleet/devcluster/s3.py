@@ -1,0 +1,105 @@
+"""A real S3 server for the tests and the demo: versitygw (built from its Go module by hack/versitygw.sh) serving a
+directory as buckets, with credentials generated at start and handed to pods through a Secret."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from modelfleet.artifact.objectstore import ObjectStore, S3Settings
+from modelfleet.devcluster.binaries import REPO_ROOT, SetupError
+from modelfleet.devcluster.processes import free_port, tail
+
+BUILD_SCRIPT = REPO_ROOT / "hack" / "versitygw.sh"
+SECRET_NAME = "modelfleet-s3"
+"""The Secret the dev cluster's S3 credentials go in (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL)."""
+
+
+def find_versitygw() -> Path:
+    res = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    if res.returncode != 0:
+        raise SetupError("building versitygw failed (hack/versitygw.sh); the step and its log file are named above")
+    return Path(res.stdout.strip().splitlines()[-1])
+
+
+class S3Server:
+    def __init__(self, state_dir: Path, *, port: int | None = None) -> None:
+        self.dir = state_dir
+        self.data = state_dir / "buckets"
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        # Generated per start: nothing fixed to leak, and a test that needs wrong credentials makes its own.
+        self.access_key = f"mf{secrets.token_hex(8)}"
+        self.secret_key = secrets.token_urlsafe(30)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = state_dir / "versitygw.log"
+
+    @property
+    def settings(self) -> S3Settings:
+        return S3Settings(endpoint=self.endpoint, access_key=self.access_key, secret_key=self.secret_key)
+
+    def env(self) -> dict[str, str]:
+        """What a pod (or a process) needs to reach this server: the standard AWS variables."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": "us-east-1",
+        }
+
+    def store(self) -> ObjectStore:
+        return ObjectStore(self.settings)
+
+    def start(self, timeout: float = 20.0) -> S3Server:
+        self.data.mkdir(parents=True, exist_ok=True)
+        binary = find_versitygw()
+        with self.log.open("ab") as log:
+            # The keys go in the environment, not argv: /proc/<pid>/cmdline is world-readable.
+            self.proc = subprocess.Popen(
+                [str(binary), "--port", f"127.0.0.1:{self.port}", "--quiet", "posix", "--nometa", str(self.data)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "ROOT_ACCESS_KEY_ID": self.access_key, "ROOT_SECRET_ACCESS_KEY": self.secret_key},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"versitygw exited with {self.proc.returncode}:\n{tail(self.log)}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"versitygw did not listen on {self.port} in {timeout:.0f}s:\n{tail(self.log)}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def make_bucket(self, name: str) -> None:
+        store = self.store()
+        if not store.client.bucket_exists(name):
+            store.client.make_bucket(name)
+
+    def secret(self, namespace: str, name: str = SECRET_NAME, **override: str) -> dict[str, Any]:
+        """The credentials Secret for pods in `namespace` (`override` replaces entries: a wrong key, say)."""
+        data = {**self.env(), **override}
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
