@@ -80,12 +80,29 @@ def test_chart_lints_strictly_and_renders(values: list[str]) -> None:
         (["--set", "replicas=2"], "additional properties 'replicas' not allowed"),
         (["--set", "prometheusUrl=prometheus:9090"], "/prometheusUrl'"),
         (["--set", "metrics.serviceMonitor.interval=soon"], "/metrics/serviceMonitor/interval'"),
+        (["--set", "objectStore.bucket=Models_2026"], "/objectStore/bucket': 'Models_2026' does not match"),
+        (["--set", "objectStore.endpoint=minio:9000"], "/objectStore/endpoint'"),
     ],
 )
 def test_bad_values_are_rejected_by_the_schema_naming_the_field(values: list[str], message: str) -> None:
     res = helm("template", "x", str(CHART), *values, check=False)
     assert res.returncode != 0
     assert "values don't meet the specifications of the schema" in res.stderr and message in res.stderr, res.stderr
+
+
+def test_an_object_store_default_replaces_the_claim_and_gives_the_operator_its_secret() -> None:
+    values = ["--set", "objectStore.bucket=ml-models", "--set", "objectStore.endpoint=http://minio.storage:9000"]
+    values += ["--set", "objectStore.secretName=modelfleet-s3"]
+    container = by_kind(template(*values), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MODELFLEET_ARTIFACTS_URI"] == "s3://ml-models/modelfleet"
+    assert (
+        env["MODELFLEET_S3_ENDPOINT"] == "http://minio.storage:9000" and env["MODELFLEET_S3_SECRET"] == "modelfleet-s3"
+    )
+    assert container["envFrom"] == [{"secretRef": {"name": "modelfleet-s3", "optional": True}}]
+    plain = by_kind(template(), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "envFrom" not in plain
+    assert {e["name"]: e.get("value") for e in plain["env"]}["MODELFLEET_ARTIFACTS_URI"] == "pvc://modelfleet-artifacts"
 
 
 def _rules(obj: dict[str, Any]) -> list[dict[str, Any]]:

@@ -55,6 +55,21 @@ def test_deployment_rolls_out_safely_and_probes_the_v2_health_endpoints() -> Non
     assert dep["spec"]["replicas"] == 1 and dep["metadata"]["ownerReferences"][0]["kind"] == "MLModel"
 
 
+def test_an_s3_version_is_fetched_by_the_server_and_mounts_nothing() -> None:
+    v = version(3).model_copy(update={"artifact_uri": "s3://models/fraud/v3"})
+    config = OperatorConfig(s3_secret_name="modelfleet-s3")
+    dep = {
+        o["kind"]: o
+        for o in desired_serving(name="fraud", namespace="ml", uid="m-1", spec=model().spec, version=v, config=config)
+    }["Deployment"]
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    c = pod["containers"][0]
+    assert c["args"][c["args"].index("--artifact") + 1] == "s3://models/fraud/v3"
+    assert c["envFrom"] == [{"secretRef": {"name": "modelfleet-s3"}}]
+    assert "envFrom" not in objects(model(), version(3))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+
+
 def test_hpa_above_min_replicas_and_pdb_from_two_replicas() -> None:
     assert set(objects(model(minReplicas=1, maxReplicas=1), version(1))) == {"Deployment", "Service"}
     scaled = objects(model(minReplicas=2, maxReplicas=5), version(1))

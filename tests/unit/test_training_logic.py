@@ -118,6 +118,36 @@ def test_volumes_follow_pvc_uris_and_the_spec_reaches_the_trainer() -> None:
     assert json.loads(env["MODELFLEET_TRAINING_SPEC"])["dataset"]["uri"] == "pvc://datasets/w.parquet"
 
 
+def build_with(t: TrainingJob, config: OperatorConfig) -> dict[str, Any]:
+    out = t.spec.output.uri  # type: ignore[union-attr]
+    return desired_training_job(
+        name="d", namespace="ml", uid="u", labels={}, spec=t.spec, output_uri=out, fingerprint="a" * 64, config=config
+    )
+
+
+def test_an_s3_run_mounts_no_claim_and_gets_the_store_credentials() -> None:
+    dataset = {**sample("MLModel", "demand-forecast")["spec"]["dataset"], "uri": "s3://data/w.parquet"}
+    operators = OperatorConfig(s3_endpoint="http://minio:9000", s3_secret_name="modelfleet-s3")
+    pod = build_with(tj(dataset=dataset, output={"uri": "s3://models/demand/v1"}), operators)["spec"]["template"][
+        "spec"
+    ]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    container = pod["containers"][0]
+    assert container["args"] == ["--output-dir", "/tmp/artifact", "--output-uri", "s3://models/demand/v1"]
+    assert container["envFrom"] == [{"secretRef": {"name": "modelfleet-s3"}}]
+    assert {"name": "AWS_ENDPOINT_URL", "value": "http://minio:9000"} in container["env"]
+    # The spec's own Secret replaces the operator's, endpoint included (an env entry would override the Secret's).
+    own = tj(dataset=dataset, output={"uri": "s3://models/demand/v1", "secretName": "team-s3"})
+    container = build_with(own, operators)["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "team-s3"}}]
+    assert not any(e["name"] == "AWS_ENDPOINT_URL" for e in container["env"])
+    # A run with nothing on S3 gets no credentials at all.
+    on_claims = tj(dataset={**dataset, "uri": "pvc://datasets/w.parquet"})
+    assert "envFrom" not in build_with(on_claims, operators)["spec"]["template"]["spec"]["containers"][0]
+    # An s3:// dataset alone is enough: the run's Secret reads the data too.
+    assert "envFrom" in build_with(tj(dataset=dataset), operators)["spec"]["template"]["spec"]["containers"][0]
+
+
 def test_names_are_deterministic_and_bounded() -> None:
     assert build(tj())["metadata"]["name"] == build(tj())["metadata"]["name"] == job_name("demand-v1", "a" * 64)
     long = job_name("x" * 200, "b" * 64)
