@@ -23,14 +23,22 @@ from tests.runtime.test_server import rows, v2_inputs
 from tests.support import Kube, OperatorProcess, condition, has_condition, wait_for
 
 EXECUTOR = "modelfleet-executor"
+DEFAULT_BUCKET = "e2e-default-store"
 
 
 @pytest.fixture(scope="module")
 def s3_operator(
     kubeconfig: Path, crds: Path, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    """An operator whose own credentials (for presence checks) and endpoint are the dev S3 server's."""
-    env = {**s3_server.env(), "MODELFLEET_S3_ENDPOINT": s3_server.endpoint}
+    """An operator whose default artifact store is a bucket of the dev S3 server (what the chart's objectStore values
+    set): its own credentials (for presence checks), the endpoint, and the Secret pods get in each namespace."""
+    s3_server.make_bucket(DEFAULT_BUCKET)
+    env = {
+        **s3_server.env(),
+        "MODELFLEET_S3_ENDPOINT": s3_server.endpoint,
+        "MODELFLEET_S3_SECRET": SECRET_NAME,
+        "MODELFLEET_ARTIFACTS_URI": f"s3://{DEFAULT_BUCKET}/fleet",
+    }
     op = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("s3-operator") / "operator.log", env=env).start()
     yield op
     op.stop()
@@ -42,10 +50,10 @@ def dataset_in(s3_server: S3Server, bucket: str, tmp: Path) -> tuple[str, Path]:
     return f"s3://{bucket}/data/breast_cancer.csv", local
 
 
-def s3_model(name: str, dataset: str, bucket: str) -> dict[str, Any]:
+def s3_model(name: str, dataset: str) -> dict[str, Any]:
     manifest = model_manifest(name, dataset=dataset)
     manifest["spec"]["riskClass"] = "high"  # a version is served only once approved: time to tamper with one
-    manifest["spec"]["artifacts"] = {"uri": f"s3://{bucket}/models/{name}", "secretName": SECRET_NAME}
+    del manifest["spec"]["artifacts"]  # the operator's default store: a bucket, no claim anywhere
     manifest["spec"]["serving"] = {
         "approvedVersion": 1,
         "minReplicas": 2,
@@ -96,7 +104,7 @@ def test_an_s3_model_trains_serves_from_two_nodes_and_a_tampered_version_is_refu
 ) -> None:
     kube.apply(s3_server.secret(namespace), namespace)
     dataset, local = dataset_in(s3_server, bucket, tmp_path)
-    manifest = s3_model("tumour", dataset, bucket)
+    manifest = s3_model("tumour", dataset)
     kube.apply(manifest, namespace)
     model = wait_for(
         lambda: (m := kube.get("mlm", "tumour", namespace)) and has_condition(m, "Ready") and m,
@@ -104,11 +112,13 @@ def test_an_s3_model_trains_serves_from_two_nodes_and_a_tampered_version_is_refu
         "the model to be Ready",
     )
     v1 = model["status"]["servingVersion"]
-    assert v1["number"] == 1 and v1["artifactUri"] == f"s3://{bucket}/models/tumour/v1", dump(model["status"])
+    home = S3Uri(DEFAULT_BUCKET, f"fleet/{namespace}/tumour")
+    assert v1["number"] == 1 and v1["artifactUri"] == f"{home}/v1", dump(model["status"])
     store = s3_server.store()
-    keys = store.list(S3Uri(bucket, "models/tumour/v1"))
-    assert f"models/tumour/v1/{MANIFEST}" in keys and any(k.endswith("/model.skops") for k in keys), keys
-    assert store.read_manifest(S3Uri(bucket, "models/tumour/v1"))["digest"] == v1["artifactDigest"]
+    keys = store.list(home.child("v1"))
+    assert f"{home.key}/v1/{MANIFEST}" in keys and any(k.endswith("/model.skops") for k in keys), keys
+    assert store.read_manifest(home.child("v1"))["digest"] == v1["artifactDigest"]
+    assert kube.items("pvc", namespace) == []  # no claim was needed, none was made
 
     pods = wait_for(lambda: len(p := ready_pods(kube, namespace, "tumour", 1)) == 2 and p, 120, "two ready replicas")
     nodes = {p["spec"]["nodeName"] for p in pods}
@@ -137,8 +147,8 @@ def test_an_s3_model_trains_serves_from_two_nodes_and_a_tampered_version_is_refu
         TRAIN_TIMEOUT,
         "version 2",
     )
-    model_key = next(k for k in store.list(S3Uri(bucket, "models/tumour/v2")) if k.endswith("/model.skops"))
-    store.put_bytes(S3Uri(bucket, model_key), b"weights someone swapped in")
+    model_key = next(k for k in store.list(home.child("v2")) if k.endswith("/model.skops"))
+    store.put_bytes(S3Uri(DEFAULT_BUCKET, model_key), b"weights someone swapped in")
     manifest["spec"]["serving"]["approvedVersion"] = 2
     kube.apply(manifest, namespace)
     degraded = wait_for(
