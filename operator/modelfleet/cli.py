@@ -34,6 +34,10 @@ def _dev_cluster(args: argparse.Namespace) -> int:
             st = cluster.status()
             print(json.dumps(st, indent=2))
             return 0 if cluster.healthy() else 1
+        elif args.action == "s3":
+            for key, value in cluster.object_store(args.namespace).items():
+                print(f"{key}={value}")
+            say("the operator also needs the Secret's AWS_* keys for presence checks: see docs/object-storage.md")
         elif args.action == "kubeconfig":
             if not cluster.kubeconfig.exists():
                 say("no dev cluster here; run `modelfleet dev-cluster up` first")
@@ -127,7 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     dc = sub.add_parser(
         "dev-cluster", help="a local control plane (no Docker) with simulated GPU nodes and an executor"
     )
-    dc.add_argument("action", choices=["up", "down", "status", "kubeconfig"])
+    dc.add_argument(
+        "action",
+        choices=["up", "down", "status", "kubeconfig", "s3"],
+        help="s3: start the dev S3 server (versitygw) on demand, put its credentials Secret in each --namespace and "
+        "print the operator settings that make its bucket the default artifact store",
+    )
+    dc.add_argument("--namespace", action="append", default=[], help="with s3: where the credentials Secret goes")
     dc.add_argument(
         "--state-dir",
         help="where state, logs and the kubeconfig live (default: "

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from modelfleet.devcluster import DevCluster
 from modelfleet.devcluster.processes import environ_of
 from tests.support import Kube, has_condition, wait_for
 
@@ -454,3 +455,28 @@ spec:
     term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert term["exitCode"] == 2 and term["reason"] == "Error"
     assert "dataset has no column target" in term["message"]
+
+
+def test_the_dev_s3_server_starts_on_demand_once_with_its_credentials_in_a_secret(
+    dev_cluster: DevCluster | None, kube: Kube, namespace: str
+) -> None:
+    import base64
+
+    from modelfleet.artifact.objectstore import ObjectStore, S3Settings, S3Uri
+
+    if dev_cluster is None:
+        pytest.skip("an external cluster (MODELFLEET_REUSE_CLUSTER=1) has no dev S3 server")
+    settings = dev_cluster.object_store([namespace])
+    assert settings["MODELFLEET_ARTIFACTS_URI"] == "s3://modelfleet/fleet"
+    pid = dev_cluster.sup.pid_of("versitygw")
+    assert pid is not None
+    secret = kube.get("secret", "modelfleet-s3", namespace)
+    assert secret
+    env = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert env["AWS_ENDPOINT_URL"] == settings["MODELFLEET_S3_ENDPOINT"]
+    assert (dev_cluster.state_dir / "s3" / "credentials.json").stat().st_mode & 0o077 == 0
+    # The Secret's keys work against the bucket; asking again reuses the running server.
+    store = ObjectStore(S3Settings.from_env(env))
+    store.put_bytes(S3Uri("modelfleet", f"probe/{namespace}"), b"hello")
+    assert store.exists(S3Uri("modelfleet", f"probe/{namespace}"))
+    assert dev_cluster.object_store() == settings and dev_cluster.sup.pid_of("versitygw") == pid

@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 SERVICE_CIDR = "10.96.0.0/16"
+DEV_BUCKET = "modelfleet"
 
 
 class StartError(SetupError):
@@ -435,6 +436,57 @@ class DevCluster:
 
     def _default_service_account_exists(self) -> bool:
         return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
+
+    # -- object storage (on demand) ------------------------------------------------------------------------------
+    def object_store(self, namespaces: Sequence[str] = (), bucket: str = DEV_BUCKET) -> dict[str, str]:
+        """Starts the dev S3 server (versitygw) unless it runs, with credentials generated once and kept in the state
+        directory (mode 0600), makes `bucket`, and puts the credentials Secret (modelfleet-s3) in each namespace.
+        Returns the operator settings that make the bucket its default artifact store. `down` stops it too (it
+        carries the cluster's marker)."""
+        from modelfleet.artifact.objectstore import ObjectStore, S3Settings
+        from modelfleet.devcluster.s3 import (
+            SECRET_NAME,
+            credentials_env,
+            secret_manifest,
+            versitygw_command,
+            wait_listening,
+        )
+
+        with self._locked():
+            state = self._load()
+            if not state:
+                raise SetupError("no dev cluster here; run `modelfleet dev-cluster up` first")
+            creds_file = self.state_dir / "s3" / "credentials.json"
+            creds_file.parent.mkdir(parents=True, exist_ok=True)
+            if not creds_file.exists():
+                creds_file.touch(mode=0o600)
+                creds_file.write_text(
+                    json.dumps({"access_key": f"mf{secrets.token_hex(8)}", "secret_key": secrets.token_urlsafe(30)})
+                )
+            creds = json.loads(creds_file.read_text())
+            port = int(state.get("ports", {}).get("s3") or 0)
+            if self.sup.pid_of("versitygw") is None or not port:
+                port = port if port and port_is_free(port) else free_port()
+                argv, env = versitygw_command(port, self.state_dir / "s3" / "buckets", **creds)
+                (self.state_dir / "s3" / "buckets").mkdir(parents=True, exist_ok=True)
+                self.sup.start("versitygw", argv, env)
+                wait_listening(port, lambda: self.sup.exited("versitygw"), self.log_path("versitygw"), 20.0)
+                state.setdefault("ports", {})["s3"] = port
+                self.state_file.write_text(json.dumps(state, indent=2))
+        endpoint = f"http://127.0.0.1:{port}"
+        env = credentials_env(endpoint, creds["access_key"], creds["secret_key"])
+        store = ObjectStore(S3Settings.from_env(env))
+        if not store.client.bucket_exists(bucket):
+            store.client.make_bucket(bucket)
+        for ns in namespaces:
+            res = self.kubectl("apply", "-f", "-", input=json.dumps(secret_manifest(ns, env)), check=False)
+            if res.returncode != 0:
+                raise SetupError(f"writing Secret {SECRET_NAME} in namespace {ns} failed: {res.stderr.strip()}")
+        return {
+            "MODELFLEET_ARTIFACTS_URI": f"s3://{bucket}/fleet",
+            "MODELFLEET_S3_ENDPOINT": endpoint,
+            "MODELFLEET_S3_SECRET": SECRET_NAME,
+        }
 
     # -- down ----------------------------------------------------------------------------------------------------
     def down(self, purge: bool = False, progress: Callable[[str], None] = lambda _m: None) -> None:

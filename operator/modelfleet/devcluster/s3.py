@@ -9,6 +9,7 @@ import secrets
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,46 @@ def find_versitygw() -> Path:
     return Path(res.stdout.strip().splitlines()[-1])
 
 
+def versitygw_command(port: int, data: Path, access_key: str, secret_key: str) -> tuple[list[str], dict[str, str]]:
+    """(argv, extra environment) of a versitygw serving `data` on a loopback port. The keys go in the environment,
+    not argv: /proc/<pid>/cmdline is world-readable."""
+    argv = [str(find_versitygw()), "--port", f"127.0.0.1:{port}", "--quiet", "posix", "--nometa", str(data)]
+    return argv, {"ROOT_ACCESS_KEY_ID": access_key, "ROOT_SECRET_ACCESS_KEY": secret_key}
+
+
+def wait_listening(port: int, exited: Callable[[], bool], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if exited():
+            raise RuntimeError(f"versitygw exited:\n{tail(log)}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"versitygw did not listen on {port} in {timeout:.0f}s:\n{tail(log)}")
+
+
+def secret_manifest(namespace: str, data: dict[str, str], name: str = SECRET_NAME) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "modelfleet"}},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def credentials_env(endpoint: str, access_key: str, secret_key: str) -> dict[str, str]:
+    """What a pod (or a process) needs to reach the server: the standard AWS variables."""
+    return {
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+    }
+
+
 class S3Server:
     def __init__(self, state_dir: Path, *, port: int | None = None) -> None:
         self.dir = state_dir
@@ -45,38 +86,19 @@ class S3Server:
         return S3Settings(endpoint=self.endpoint, access_key=self.access_key, secret_key=self.secret_key)
 
     def env(self) -> dict[str, str]:
-        """What a pod (or a process) needs to reach this server: the standard AWS variables."""
-        return {
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_REGION": "us-east-1",
-        }
+        return credentials_env(self.endpoint, self.access_key, self.secret_key)
 
     def store(self) -> ObjectStore:
         return ObjectStore(self.settings)
 
     def start(self, timeout: float = 20.0) -> S3Server:
         self.data.mkdir(parents=True, exist_ok=True)
-        binary = find_versitygw()
+        argv, env = versitygw_command(self.port, self.data, self.access_key, self.secret_key)
         with self.log.open("ab") as log:
-            # The keys go in the environment, not argv: /proc/<pid>/cmdline is world-readable.
-            self.proc = subprocess.Popen(
-                [str(binary), "--port", f"127.0.0.1:{self.port}", "--quiet", "posix", "--nometa", str(self.data)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "ROOT_ACCESS_KEY_ID": self.access_key, "ROOT_SECRET_ACCESS_KEY": self.secret_key},
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"versitygw exited with {self.proc.returncode}:\n{tail(self.log)}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"versitygw did not listen on {self.port} in {timeout:.0f}s:\n{tail(self.log)}")
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        proc = self.proc
+        wait_listening(self.port, lambda: proc.poll() is not None, self.log, timeout)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -95,11 +117,4 @@ class S3Server:
 
     def secret(self, namespace: str, name: str = SECRET_NAME, **override: str) -> dict[str, Any]:
         """The credentials Secret for pods in `namespace` (`override` replaces entries: a wrong key, say)."""
-        data = {**self.env(), **override}
-        return {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace},
-            "type": "Opaque",
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-        }
+        return secret_manifest(namespace, {**self.env(), **override}, name)
