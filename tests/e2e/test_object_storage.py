@@ -160,6 +160,8 @@ def test_an_s3_model_trains_serves_from_two_nodes_and_a_tampered_version_is_refu
     assert why.get("reason") == "RolloutFailed", dump(why)
     assert "artifact unavailable, nothing loaded" in why["message"] and "model.skops: contents" in why["message"]
     assert degraded["status"]["servingVersion"]["number"] == 1
+    v2 = next(v for v in degraded["status"]["versions"] if v["number"] == 2)
+    assert v2["promotable"] is False and "rollout failed" in v2["rejectedReason"], dump(v2)
     # Version 1 serves on after the rollback. A KWOK replica of version 2 counts as ready without running anything,
     # so the rollout may have replaced the executor's version 1 pod before the real version 2 server refused: ask
     # whichever version 1 pod the executor runs now.

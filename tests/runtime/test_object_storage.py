@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelfleet.artifact.objectstore import MANIFEST, S3Uri
+from modelfleet.devcluster.processes import free_port
 from modelfleet.devcluster.s3 import S3Server
 from tests.datasets import write
 from tests.runtime.test_server import Server, rows, v2_inputs
@@ -102,3 +103,9 @@ def test_refused_credentials_fail_a_run_at_once_naming_the_bucket_and_no_key(
     )
     assert (code, message["reason"]) == (2, "ArtifactUnavailable")
     assert "bucket 'no-such-bucket-here' does not exist" in message["error"]
+
+    # An endpoint that does not answer may come back: exit 1, which the Job's backoffLimit retries.
+    closed = {**s3_server.env(), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    code, message, _ = run_trainer(tmp_path, training, "out3", output_uri="s3://runtime-models/x/v1", env=closed)
+    assert (code, message["reason"]) == (1, "ArtifactUnavailable")
+    assert "cannot reach the S3 endpoint http://127.0.0.1:" in message["error"]

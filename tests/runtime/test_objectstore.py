@@ -27,6 +27,15 @@ def artifact(tmp_path: Path, body: bytes = b"weights" * 100) -> tuple[Path, str]
     return final, write_artifact(final, fill)
 
 
+def uploaded(s3_server: S3Server, bucket: str, tmp_path: Path) -> tuple[ObjectStore, str, str]:
+    """(store, uri, digest) of an artifact uploaded to s3://<bucket>/m/v1."""
+    local, digest = artifact(tmp_path)
+    store = s3_server.store()
+    uri = f"s3://{bucket}/m/v1"
+    store.upload_artifact(local, uri)
+    return store, uri, digest
+
+
 def test_an_uploaded_artifact_is_listed_through_the_s3_api_and_comes_back_verified(
     s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
@@ -69,10 +78,7 @@ def test_a_rewritten_artifact_replaces_the_old_upload_whole(s3_server: S3Server,
 def test_a_tampered_object_is_refused_while_it_is_read_and_nothing_is_left(
     s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
-    local, digest = artifact(tmp_path)
-    store = s3_server.store()
-    uri = f"s3://{bucket}/m/v1"
-    store.upload_artifact(local, uri)
+    store, uri, digest = uploaded(s3_server, bucket, tmp_path)
     weights = next(k for k in store.list(S3Uri.parse(uri)) if k.endswith("model.safetensors"))
     store.put_bytes(S3Uri(bucket, weights), b"someone else's weights")
     dest = tmp_path / "served"
@@ -85,10 +91,7 @@ def test_a_tampered_object_is_refused_while_it_is_read_and_nothing_is_left(
 def test_a_manifest_naming_another_digest_or_a_path_outside_is_refused(
     s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
-    local, digest = artifact(tmp_path)
-    store = s3_server.store()
-    uri = f"s3://{bucket}/m/v1"
-    store.upload_artifact(local, uri)
+    store, uri, digest = uploaded(s3_server, bucket, tmp_path)
     with pytest.raises(StoreError, match=f"differs from the expected sha256:{'0' * 64}"):
         store.download_artifact(uri, tmp_path / "a", expected_digest=f"sha256:{'0' * 64}")
     manifest = json.loads(store.client.get_object(bucket, f"m/v1/{MANIFEST}").read())
