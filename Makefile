@@ -2,7 +2,8 @@
 #   - a virtual environment in .venv (re-installed when pyproject.toml changes),
 #   - the Kubernetes binaries, built once from Go modules into ~/.cache/modelfleet (hack/k8s-binaries.sh),
 #   - Prometheus and promtool from Debian's package (hack/prometheus.sh; the drift tests run a real Prometheus),
-#   - versitygw, the S3 server of the object-storage tests, built from its Go module into the same cache.
+#   - versitygw, the S3 server of the object-storage tests, built from its Go module into the same cache,
+#   - Argo CD's health engine as a small program (hack/argocd-health.sh), for the health-check tests.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -11,9 +12,9 @@ PY := $(VENV)/bin/python
 STAMPS := .make
 PYTEST_ARGS ?=
 
-.PHONY: setup k8s-binaries versitygw prometheus images kind-up deploy kind-e2e kind-down manifests lint verify test test-unit test-integration demo clean
+.PHONY: setup k8s-binaries versitygw argocd-health prometheus images kind-up deploy kind-e2e kind-down manifests lint verify test test-unit test-integration demo clean
 
-setup: $(STAMPS)/venv k8s-binaries versitygw prometheus
+setup: $(STAMPS)/venv k8s-binaries versitygw argocd-health prometheus
 
 $(STAMPS)/venv: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +27,9 @@ k8s-binaries:
 
 versitygw:
 	@bash hack/versitygw.sh >/dev/null
+
+argocd-health:
+	@bash hack/argocd-health.sh >/dev/null
 
 prometheus:
 	@bash hack/prometheus.sh

@@ -1,5 +1,5 @@
 # Shared by the scripts that build a binary from a Go module into the versioned cache (k8s-binaries.sh,
-# versitygw.sh). The caller defines say() (its own prefix on stderr) before sourcing this file.
+# versitygw.sh, argocd-health.sh). The caller defines say() (its own prefix on stderr) before sourcing this file.
 
 # run STEP LOG CMD...: runs CMD with output to LOG; on failure names the step and shows the log's tail.
 run() {
