@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet.artifact.objectstore import MANIFEST, S3Uri
+from modelfleet.artifact.objectstore import GCS_ENDPOINT_ENV, MANIFEST, S3Uri
 from modelfleet.devcluster.processes import free_port
 from modelfleet.devcluster.s3 import S3Server
 from tests.datasets import write
@@ -109,3 +109,40 @@ def test_refused_credentials_fail_a_run_at_once_naming_the_bucket_and_no_key(
     code, message, _ = run_trainer(tmp_path, training, "out3", output_uri="s3://runtime-models/x/v1", env=closed)
     assert (code, message["reason"]) == (1, "ArtifactUnavailable")
     assert "cannot reach the S3 endpoint http://127.0.0.1:" in message["error"]
+
+
+def test_gs_locations_take_the_same_path_to_googles_s3_api_and_never_to_the_s3_endpoint(
+    s3_server: S3Server, trained: dict[str, str], tmp_path: Path
+) -> None:
+    """gs:// dataset in, gs:// artifact out (manifest last), served after verification: the same code as s3://, sent
+    to the gs:// endpoint and signed for region "auto" as Google's XML API wants. A second S3 server stands in for
+    Google (MODELFLEET_GCS_ENDPOINT, checking signatures for "auto"); AWS_ENDPOINT_URL names the first, which holds
+    none of these buckets, so a request sent there would fail."""
+    google = S3Server(tmp_path / "google", region="auto").start()
+    try:
+        google.make_bucket("gcs-models")
+        google.store().put_file(S3Uri("gcs-models", "data/bc.csv"), Path(trained["csv"]))
+        env = {**s3_server.env(), GCS_ENDPOINT_ENV: google.endpoint}
+        env.update(AWS_ACCESS_KEY_ID=google.access_key, AWS_SECRET_ACCESS_KEY=google.secret_key)  # HMAC keys
+        training = spec("breast_cancer", Path(trained["csv"]), "sklearn", "sklearn.linear_model.LogisticRegression")
+        training["dataset"]["uri"] = "gs://gcs-models/data/bc.csv"
+        uri = "gs://gcs-models/models/bc/v1"
+        code, result, err = run_trainer(tmp_path, training, "scratch", output_uri=uri, env=env)
+        assert code == 0, err
+        assert result["datasetDigest"] == f"sha256:{trained['local_sha']}" and result["artifactUri"] == uri
+        store = google.store()
+        assert store.read_manifest(S3Uri("gcs-models", "models/bc/v1"))["digest"] == result["artifactDigest"]
+        server = Server(uri, "--expected-digest", result["artifactDigest"], env=env).wait_ready()
+        try:
+            batch = v2_inputs(rows("breast_cancer", Path(trained["csv"]), 3))
+            status, body = server.post("/v2/models/m/infer", batch)
+            assert status == 200, body
+        finally:
+            assert server.stop() == 0
+        # A tampered object is refused before loading, naming the gs:// object.
+        key = next(k for k in store.list(S3Uri("gcs-models", "models/bc/v1")) if k.endswith("model.skops"))
+        store.put_bytes(S3Uri("gcs-models", key), b"swapped")
+        out = failed_start(Server(uri, "--expected-digest", result["artifactDigest"], env=env))
+        assert f"gs://gcs-models/{key}" in out and "differ from the manifest" in out
+    finally:
+        google.stop()

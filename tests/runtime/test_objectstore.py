@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet.artifact.objectstore import MANIFEST, ObjectStore, S3Settings, S3Uri, StoreError
+from modelfleet.artifact.objectstore import (
+    GCS_ENDPOINT_ENV,
+    MANIFEST,
+    ObjectStore,
+    S3Settings,
+    S3Uri,
+    StoreError,
+    is_object_uri,
+)
 from modelfleet.devcluster.processes import free_port
 from modelfleet.devcluster.s3 import S3Server
 from modelfleet.trainer.output import write_artifact
@@ -160,3 +168,14 @@ def test_settings_come_from_the_aws_variables_and_never_print_a_key() -> None:
     assert S3Settings.from_env({}).endpoint == "https://s3.amazonaws.com"
     with pytest.raises(StoreError, match="not an http"):
         ObjectStore(S3Settings(endpoint="ftp://x"))
+
+
+def test_gs_locations_go_to_googles_s3_api_with_the_same_keys_never_to_an_s3_endpoint() -> None:
+    env = {"AWS_ACCESS_KEY_ID": "GOOGHMAC", "AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_ENDPOINT_URL": "http://minio:9000"}
+    gs = S3Settings.from_env(env, endpoint="http://operator-s3:9000", scheme="gs")
+    assert (gs.endpoint, gs.access_key, gs.region) == ("https://storage.googleapis.com", "GOOGHMAC", "auto")
+    assert (
+        S3Settings.from_env({**env, GCS_ENDPOINT_ENV: "http://proxy:8080"}, scheme="gs").endpoint == "http://proxy:8080"
+    )
+    assert str(S3Uri.parse("gs://models/fraud/v3").child(MANIFEST)) == "gs://models/fraud/v3/manifest.json"
+    assert [is_object_uri(u) for u in ("gs://b/k", "s3://b/k", "pvc://c/p", "file:///x")] == [True, True, False, False]

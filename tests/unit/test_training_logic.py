@@ -14,8 +14,10 @@ import pytest
 from modelfleet.api.v1alpha1 import MLModel, TrainingJob
 from modelfleet.builders.training import (
     KUEUE_QUEUE_LABEL,
+    UnsupportedUri,
     desired_training_job,
     job_name,
+    local_path,
     training_fingerprint,
 )
 from modelfleet.config import OperatorConfig
@@ -146,6 +148,22 @@ def test_an_s3_run_mounts_no_claim_and_gets_the_store_credentials() -> None:
     assert "envFrom" not in build_with(on_claims, operators)["spec"]["template"]["spec"]["containers"][0]
     # An s3:// dataset alone is enough: the run's Secret reads the data too.
     assert "envFrom" in build_with(tj(dataset=dataset), operators)["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_a_gs_run_is_built_like_an_s3_run_and_its_pods_get_the_secret() -> None:
+    """gs:// output goes through the same upload path as s3:// (Google's S3-compatible API, HMAC keys from the same
+    Secret): built in scratch space, no claim mounted, the Secret's keys in the environment."""
+    dataset = {**sample("MLModel", "demand-forecast")["spec"]["dataset"], "uri": "gs://data/w.parquet"}
+    operators = OperatorConfig(s3_secret_name="modelfleet-s3")
+    run = tj(dataset=dataset, output={"uri": "gs://models/demand/v1", "secretName": "team-gcs"})
+    pod = build_with(run, operators)["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    container = pod["containers"][0]
+    assert container["args"] == ["--output-dir", "/tmp/artifact", "--output-uri", "gs://models/demand/v1"]
+    assert container["envFrom"] == [{"secretRef": {"name": "team-gcs"}}]
+    assert local_path("gs://models/demand/v1", "/mnt/pvc") == local_path("s3://models/demand/v1", "/mnt/pvc")
+    with pytest.raises(UnsupportedUri, match="must be a pvc://, s3://, gs:// or file://"):
+        local_path("https://models.example/demand/v1", "/mnt/pvc")
 
 
 def test_names_are_deterministic_and_bounded() -> None:

@@ -1,4 +1,5 @@
-"""Artifacts and datasets in S3-compatible object storage (AWS S3, versitygw, MinIO, Ceph RGW...).
+"""Artifacts and datasets in S3-compatible object storage (AWS S3, versitygw, MinIO, Ceph RGW...), and in Google Cloud
+Storage through its S3-compatible XML API (gs://).
 
 An artifact at s3://bucket/prefix is written in two steps, because S3 has no rename:
   1. every file of the local artifact directory goes under s3://bucket/prefix/.upload-<id>/,
@@ -8,7 +9,12 @@ object whose bytes differ from the manifest is refused while it is read, before 
 
 Credentials and the endpoint come from the standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL), which pods get from a Secret. Messages name the endpoint, bucket and
-object, never a key."""
+object, never a key.
+
+gs:// locations take the same path, code and checks included: Google Cloud Storage answers the S3 API at
+storage.googleapis.com with HMAC keys (its "interoperability" access), which go in the same two AWS_* variables, as
+Google documents for S3 tools. A gs:// location never goes to an S3 endpoint: its endpoint is Google's, or
+MODELFLEET_GCS_ENDPOINT (a proxy, or an S3 server standing in for Google in tests)."""
 
 from __future__ import annotations
 
@@ -40,6 +46,10 @@ DEFAULT_MAX_ARTIFACT_BYTES = 4 << 30
 DEFAULT_ENDPOINT = "https://s3.amazonaws.com"
 DEFAULT_REGION = "us-east-1"
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+GCS_ENDPOINT = "https://storage.googleapis.com"
+GCS_ENDPOINT_ENV = "MODELFLEET_GCS_ENDPOINT"
+GCS_REGION = "auto"  # what Google's XML API takes in SigV4 signatures for any bucket location
+OBJECT_SCHEMES = ("s3", "gs")
 # Codes S3 answers for credentials it does not accept (AWS, versitygw and MinIO agree on these).
 DENIED = frozenset(
     {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "AllAccessDisabled"}
@@ -57,23 +67,29 @@ class StoreError(Exception):
         self.missing = missing
 
 
+def is_object_uri(uri: str) -> bool:
+    """An s3:// or gs:// location: written by upload, read by download, never mounted."""
+    return urllib.parse.urlparse(uri).scheme in OBJECT_SCHEMES
+
+
 @dataclass(frozen=True)
 class S3Uri:
     bucket: str
     key: str
+    scheme: str = "s3"
 
     @classmethod
     def parse(cls, uri: str) -> S3Uri:
         parsed = urllib.parse.urlparse(uri)
-        if parsed.scheme != "s3" or not parsed.netloc:
-            raise StoreError(f"{uri}: not an s3://bucket/key location", permanent=True)
-        return cls(parsed.netloc, parsed.path.strip("/"))
+        if parsed.scheme not in OBJECT_SCHEMES or not parsed.netloc:
+            raise StoreError(f"{uri}: not an s3://bucket/key or gs://bucket/key location", permanent=True)
+        return cls(parsed.netloc, parsed.path.strip("/"), parsed.scheme)
 
     def child(self, name: str) -> S3Uri:
-        return S3Uri(self.bucket, f"{self.key}/{name}" if self.key else name)
+        return S3Uri(self.bucket, f"{self.key}/{name}" if self.key else name, self.scheme)
 
     def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+        return f"{self.scheme}://{self.bucket}/{self.key}"
 
 
 @dataclass(frozen=True)
@@ -88,14 +104,23 @@ class S3Settings:
         return f"S3Settings(endpoint={self.endpoint!r}, region={self.region!r})"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, endpoint: str | None = None) -> S3Settings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, endpoint: str | None = None, *, scheme: str = "s3"
+    ) -> S3Settings:
+        """Settings for `scheme`'s locations: for s3://, `endpoint` (the operator's) or the AWS variables'; for gs://,
+        Google's XML API (or MODELFLEET_GCS_ENDPOINT), never an S3 endpoint, with the same HMAC key variables."""
         env = os.environ if env is None else env
+        keys = {
+            "access_key": env.get("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": env.get("AWS_SECRET_ACCESS_KEY") or None,
+        }
+        if scheme == "gs":
+            return cls(endpoint=env.get(GCS_ENDPOINT_ENV) or GCS_ENDPOINT, region=GCS_REGION, **keys)
         return cls(
             endpoint=(endpoint or env.get(ENDPOINT_ENV) or env.get("AWS_ENDPOINT_URL_S3") or DEFAULT_ENDPOINT),
-            access_key=env.get("AWS_ACCESS_KEY_ID") or None,
-            secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
             session_token=env.get("AWS_SESSION_TOKEN") or None,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
+            **keys,
         )
 
 
@@ -132,6 +157,11 @@ class ObjectStore:
     @classmethod
     def from_env(cls, endpoint: str | None = None) -> ObjectStore:
         return cls(S3Settings.from_env(endpoint=endpoint))
+
+    @classmethod
+    def for_uri(cls, uri: str, endpoint: str | None = None) -> ObjectStore:
+        """The store of `uri`'s scheme, from this process' environment (`endpoint`: an s3:// endpoint override)."""
+        return cls(S3Settings.from_env(endpoint=endpoint, scheme=S3Uri.parse(uri).scheme))
 
     # -- errors
     def _explain(self, e: Exception, target: S3Uri, doing: str) -> StoreError:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from modelfleet.api.v1alpha1.mlmodel import MLModelSpec, TrainedVersion
+from modelfleet.artifact.objectstore import is_object_uri
 from modelfleet.builders.training import (
     LABEL_MODEL,
     LABEL_TEAM,
@@ -58,8 +59,8 @@ def server_args(name: str, spec: MLModelSpec, version: TrainedVersion, config: O
     uri = version.artifact_uri
     return [
         "--artifact",
-        # An s3:// artifact is fetched by the server itself and verified before it is deserialised.
-        uri if uri.startswith("s3://") else local_path(uri, config.pvc_mount_root),
+        # An s3:// or gs:// artifact is fetched by the server itself and verified before it is deserialised.
+        uri if is_object_uri(uri) else local_path(uri, config.pvc_mount_root),
         "--model-name",
         name,
         "--model-version",

@@ -11,6 +11,7 @@ from typing import Any
 from modelfleet.api.v1alpha1 import parse_duration
 from modelfleet.api.v1alpha1.shared import Dataset, Placement, Training
 from modelfleet.api.v1alpha1.trainingjob import TrainingJobSpec
+from modelfleet.artifact.objectstore import is_object_uri
 from modelfleet.config import OperatorConfig
 from modelfleet.vocabulary import (
     LABEL_FINGERPRINT,
@@ -32,7 +33,7 @@ SCRATCH_ARTIFACT = "/tmp/artifact"  # on the pod's emptyDir: where an artifact b
 
 
 class UnsupportedUri(ValueError):
-    """A URI the training Job cannot use (e.g. an s3:// output location, not supported yet)."""
+    """A URI the training Job cannot use as its output (e.g. an https:// location)."""
 
 
 def training_fingerprint(
@@ -83,25 +84,24 @@ def training_labels(trainingjob: str, labels: dict[str, str], fingerprint: str) 
 
 
 def local_path(uri: str, mount_root: str) -> str:
-    """Where a pod sees `uri` (pvc:// claims are mounted under mount_root; file:// is taken as is; an s3:// artifact
-    is built in the pod's scratch space, then uploaded)."""
+    """Where a pod sees `uri` (pvc:// claims are mounted under mount_root; file:// is taken as is; an s3:// or gs://
+    artifact is built in the pod's scratch space, then uploaded)."""
     claim = pvc_claim(uri)
     if claim:
         return f"{mount_root}/{claim[0]}/{claim[1]}".rstrip("/")
     if uri.startswith("file://"):
         return urllib.parse.urlparse(uri).path
-    if uri.startswith("s3://"):
+    if is_object_uri(uri):
         return SCRATCH_ARTIFACT
-    raise UnsupportedUri(
-        f"{uri}: training output must be a pvc://, s3:// or file:// location (gs:// is not supported for output yet)"
-    )
+    raise UnsupportedUri(f"{uri}: training output must be a pvc://, s3://, gs:// or file:// location")
 
 
 def object_store_access(uris: Sequence[str], secret_name: str | None, config: OperatorConfig) -> dict[str, Any]:
-    """The container fields that let a pod reach the s3:// locations among `uris`: the Secret's AWS_* keys
-    (envFrom) and the operator's endpoint. A spec that names its own Secret gets no endpoint from the operator (its
-    Secret's AWS_ENDPOINT_URL, or AWS's), since `env` would override what the Secret says."""
-    if not any(u.startswith("s3://") for u in uris):
+    """The container fields that let a pod reach the s3:// and gs:// locations among `uris`: the Secret's AWS_* keys
+    (envFrom; HMAC keys for gs://) and the operator's S3 endpoint. A spec that names its own Secret gets no endpoint
+    from the operator (its Secret's AWS_ENDPOINT_URL, or AWS's), since `env` would override what the Secret says.
+    gs:// locations ignore S3 endpoints: they go to Google's."""
+    if not any(is_object_uri(u) for u in uris):
         return {}
     out: dict[str, Any] = {}
     secret = secret_name or config.s3_secret_name

@@ -21,7 +21,7 @@ from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
 
 from modelfleet.api.v1alpha1 import GROUP, VERSION
-from modelfleet.artifact.objectstore import ObjectStore, StoreError
+from modelfleet.artifact.objectstore import ObjectStore, S3Settings, S3Uri, StoreError, is_object_uri
 from modelfleet.clients.ratelimit import RequestGate, TokenBucket
 from modelfleet.metrics import API_REQUESTS
 from modelfleet.status.conditions import rfc3339
@@ -181,7 +181,7 @@ class Kube:
     def __init__(self, api: client.ApiClient, *, s3_endpoint: str = "") -> None:
         self.api = api
         self._s3_endpoint = s3_endpoint
-        self._object_store: ObjectStore | None = None
+        self._object_stores: dict[str, ObjectStore] = {}  # by scheme (s3, gs)
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
@@ -189,11 +189,14 @@ class Kube:
         # (plural, field paths) whose field selectors this API server refused: asked once, then filtered here.
         self._unselectable: set[tuple[str, tuple[str, ...]]] = set()
 
-    def object_store(self) -> ObjectStore:
-        """The operator's S3 client (made on first use: a fleet without s3:// locations never builds one)."""
-        if self._object_store is None:
-            self._object_store = ObjectStore.from_env(endpoint=self._s3_endpoint or None)
-        return self._object_store
+    def object_store(self, scheme: str = "s3") -> ObjectStore:
+        """The operator's client of `scheme`'s store (made on first use: a fleet without s3:// or gs:// locations
+        never builds one)."""
+        if scheme not in self._object_stores:
+            self._object_stores[scheme] = ObjectStore(
+                S3Settings.from_env(endpoint=self._s3_endpoint or None, scheme=scheme)
+            )
+        return self._object_stores[scheme]
 
     def stop_requests(self) -> None:
         """Every later request of this client raises ClientStopped (shutting down: abandoned passes end now)."""
@@ -404,14 +407,14 @@ class Kube:
     def artifact_exists(self, namespace: str, uri: str) -> bool | None:
         """Whether an artifact directory (with its digest file) is at `uri`: True/False when this process can look
         (file:// paths, and pvc:// claims bound to a local or hostPath volume on this machine), None when it cannot
-        tell (gs://, remote volumes, an S3 store these credentials cannot read): the caller then trusts the record of
-        the TrainingJob that wrote it. An s3:// artifact is one HEAD on its manifest, with the operator's own
+        tell (remote volumes, a store these credentials cannot read): the caller then trusts the record of the
+        TrainingJob that wrote it. An s3:// or gs:// artifact is one HEAD on its manifest, with the operator's own
         credentials (its AWS_* environment) and endpoint."""
         if uri.startswith("file://"):
             return (Path(urllib.parse.urlparse(uri).path) / "digest").is_file()
-        if uri.startswith("s3://"):
+        if is_object_uri(uri):
             try:
-                return self.object_store().artifact_exists(uri)
+                return self.object_store(S3Uri.parse(uri).scheme).artifact_exists(uri)
             except StoreError as e:
                 log.info("cannot tell whether %s exists (%s); trusting the record of the run that wrote it", uri, e)
                 return None

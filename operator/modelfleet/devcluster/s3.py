@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelfleet.artifact.objectstore import ObjectStore, S3Settings
+from modelfleet.artifact.objectstore import DEFAULT_REGION, ObjectStore, S3Settings
 from modelfleet.devcluster.binaries import REPO_ROOT, SetupError
 from modelfleet.devcluster.processes import free_port, tail
 
@@ -29,10 +29,13 @@ def find_versitygw() -> Path:
     return Path(res.stdout.strip().splitlines()[-1])
 
 
-def versitygw_command(port: int, data: Path, access_key: str, secret_key: str) -> tuple[list[str], dict[str, str]]:
-    """(argv, extra environment) of a versitygw serving `data` on a loopback port. The keys go in the environment,
-    not argv: /proc/<pid>/cmdline is world-readable."""
-    argv = [str(find_versitygw()), "--port", f"127.0.0.1:{port}", "--quiet", "posix", "--nometa", str(data)]
+def versitygw_command(
+    port: int, data: Path, access_key: str, secret_key: str, region: str = DEFAULT_REGION
+) -> tuple[list[str], dict[str, str]]:
+    """(argv, extra environment) of a versitygw serving `data` on a loopback port, signing for `region`. The keys go
+    in the environment, not argv: /proc/<pid>/cmdline is world-readable."""
+    argv = [str(find_versitygw()), "--port", f"127.0.0.1:{port}", "--region", region, "--quiet", "posix", "--nometa"]
+    argv.append(str(data))
     return argv, {"ROOT_ACCESS_KEY_ID": access_key, "ROOT_SECRET_ACCESS_KEY": secret_key}
 
 
@@ -59,18 +62,22 @@ def secret_manifest(namespace: str, data: dict[str, str], name: str = SECRET_NAM
     }
 
 
-def credentials_env(endpoint: str, access_key: str, secret_key: str) -> dict[str, str]:
+def credentials_env(endpoint: str, access_key: str, secret_key: str, region: str = DEFAULT_REGION) -> dict[str, str]:
     """What a pod (or a process) needs to reach the server: the standard AWS variables."""
     return {
         "AWS_ACCESS_KEY_ID": access_key,
         "AWS_SECRET_ACCESS_KEY": secret_key,
         "AWS_ENDPOINT_URL": endpoint,
-        "AWS_REGION": "us-east-1",
+        "AWS_REGION": region,
     }
 
 
 class S3Server:
-    def __init__(self, state_dir: Path, *, port: int | None = None) -> None:
+    """versitygw on a loopback port. `region` is the one it checks signatures for: "auto" makes it stand in for
+    Google's S3-compatible API, which gs:// locations are signed for."""
+
+    def __init__(self, state_dir: Path, *, port: int | None = None, region: str = DEFAULT_REGION) -> None:
+        self.region = region
         self.dir = state_dir
         self.data = state_dir / "buckets"
         self.port = port or free_port()
@@ -83,17 +90,19 @@ class S3Server:
 
     @property
     def settings(self) -> S3Settings:
-        return S3Settings(endpoint=self.endpoint, access_key=self.access_key, secret_key=self.secret_key)
+        return S3Settings(
+            endpoint=self.endpoint, access_key=self.access_key, secret_key=self.secret_key, region=self.region
+        )
 
     def env(self) -> dict[str, str]:
-        return credentials_env(self.endpoint, self.access_key, self.secret_key)
+        return credentials_env(self.endpoint, self.access_key, self.secret_key, self.region)
 
     def store(self) -> ObjectStore:
         return ObjectStore(self.settings)
 
     def start(self, timeout: float = 20.0) -> S3Server:
         self.data.mkdir(parents=True, exist_ok=True)
-        argv, env = versitygw_command(self.port, self.data, self.access_key, self.secret_key)
+        argv, env = versitygw_command(self.port, self.data, self.access_key, self.secret_key, self.region)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
         proc = self.proc

@@ -25,14 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--artifact",
         required=True,
-        help="the artifact directory, or an s3:// location (fetched and verified before loading; credentials and "
-        "endpoint from the AWS_* variables)",
+        help="the artifact directory, or an s3:// or gs:// location (fetched and verified before loading; "
+        "credentials and endpoint from the AWS_* variables; gs:// through Google's S3-compatible API, HMAC keys)",
     )
     parser.add_argument(
         "--max-artifact-bytes",
         type=int,
         default=DEFAULT_MAX_ARTIFACT_BYTES,
-        help="refuse an s3:// artifact larger than this",
+        help="refuse an s3:// or gs:// artifact larger than this",
     )
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--model-version", default="")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from modelfleet.artifact import DigestMismatch, verify_directory
-from modelfleet.artifact.objectstore import ObjectStore, StoreError
+from modelfleet.artifact.objectstore import ObjectStore, StoreError, is_object_uri
 from modelfleet.artifact.sklearn_model import MODEL_FILE as SKOPS_FILE
 from modelfleet.artifact.sklearn_model import SklearnPredictor, UnsafeArtifact
 from modelfleet.artifact.torch_model import WEIGHTS_FILE, TorchPredictor
@@ -48,13 +48,14 @@ class ServedModel:
 
 
 def local_artifact(location: str, *, expected_digest: str | None, max_bytes: int) -> Path:
-    """The directory to load: `location` itself, or, for s3://, a verified copy fetched into the scratch space
+    """The directory to load: `location` itself, or, for s3:// and gs://, a verified copy fetched into the scratch space
     (every object checked against the manifest as it streams, the whole against the pinned digest)."""
-    if not location.startswith("s3://"):
+    if not is_object_uri(location):
         return Path(location)
     dest = Path(tempfile.mkdtemp(prefix="modelfleet-artifact-")) / "artifact"
     try:
-        ObjectStore.from_env().download_artifact(location, dest, max_bytes=max_bytes, expected_digest=expected_digest)
+        store = ObjectStore.for_uri(location)
+        store.download_artifact(location, dest, max_bytes=max_bytes, expected_digest=expected_digest)
     except StoreError as e:
         raise LoadError(f"artifact unavailable, nothing loaded: {e}") from e
     return dest

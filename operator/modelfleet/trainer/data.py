@@ -127,9 +127,11 @@ def local_copy(uri: str, workdir: Path) -> Path:
         except OSError as e:
             raise TrainerError(f"cannot download dataset {uri}: {e}") from e
         return target
-    if scheme == "s3":
+    # gs:// with HMAC keys goes through Google's S3-compatible API, as gs:// artifacts do; without keys, through
+    # gcsfs and the pod's own Google identity (workload identity), where that driver is installed.
+    if scheme == "s3" or (scheme == "gs" and os.environ.get("AWS_ACCESS_KEY_ID")):
         try:
-            return ObjectStore.from_env().download(S3Uri.parse(uri), target, MAX_DATASET_BYTES)
+            return ObjectStore.for_uri(uri).download(S3Uri.parse(uri), target, MAX_DATASET_BYTES)
         except StoreError as e:
             raise ArtifactStoreError(f"cannot read dataset {uri}: {e}", permanent=e.permanent) from e
     if scheme == "gs":

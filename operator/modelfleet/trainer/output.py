@@ -45,14 +45,14 @@ def write_artifact(final: Path, fill: Callable[[Path], None]) -> str:
 def check_output(uri: str) -> None:
     """One HEAD on the artifact's bucket: it exists and the credentials are accepted."""
     try:
-        ObjectStore.from_env().check_bucket(S3Uri.parse(uri))
+        ObjectStore.for_uri(uri).check_bucket(S3Uri.parse(uri))
     except StoreError as e:
         raise ArtifactStoreError(f"cannot store the artifact: {e}", permanent=e.permanent) from e
 
 
 def upload_artifact(directory: Path, uri: str) -> str:
-    """Uploads the finished artifact directory to `uri` (credentials and endpoint from the AWS_* variables)."""
+    """Uploads the finished artifact directory to `uri` (s3:// or gs://; credentials from the AWS_* variables)."""
     try:
-        return ObjectStore.from_env().upload_artifact(directory, uri)
+        return ObjectStore.for_uri(uri).upload_artifact(directory, uri)
     except StoreError as e:
         raise ArtifactStoreError(f"cannot store the artifact: {e}", permanent=e.permanent) from e

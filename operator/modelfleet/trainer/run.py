@@ -17,6 +17,7 @@ import numpy as np
 from modelfleet import __version__
 from modelfleet.api.v1alpha1.trainingjob import TrainingJobSpec
 from modelfleet.artifact import sklearn_model, torch_model
+from modelfleet.artifact.objectstore import is_object_uri
 from modelfleet.card import CARD_JSON, CARD_MARKDOWN, build_card, render_markdown
 from modelfleet.drift.profile import build_profile, reference_summary
 from modelfleet.trainer import data as data_mod
@@ -69,7 +70,7 @@ def train(
     spec: TrainingJobSpec, output_dir: Path, output_uri: str, *, seed: int, allowed_estimators: Sequence[str]
 ) -> dict[str, Any]:
     started = time.time()
-    if output_uri.startswith("s3://"):  # refused credentials or a missing bucket fail the run before it trains
+    if is_object_uri(output_uri):  # refused credentials or a missing bucket fail the run before it trains
         check_output(output_uri)
     loaded = data_mod.load(spec.dataset)
     features = loaded.features
@@ -153,7 +154,7 @@ def train(
         (d / CARD_MARKDOWN).write_text(render_markdown(card))
 
     digest = write_artifact(output_dir, fill)
-    if output_uri.startswith("s3://"):  # written locally first (digest and all), then uploaded, manifest last
+    if is_object_uri(output_uri):  # written locally first (digest and all), then uploaded, manifest last
         upload_artifact(output_dir, output_uri)
     return {
         "metrics": {k: round(v, 6) for k, v in metrics.items()},

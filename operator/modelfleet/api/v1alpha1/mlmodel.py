@@ -123,8 +123,9 @@ class Artifacts(ApiModel):
     """Base location of the versions, e.g. pvc://model-store/fraud or s3://models/fraud (defaults to the operator's
     setting)."""
     secret_name: SecretName | None = None
-    """For s3:// locations: a Secret in this namespace whose AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and optional
-    AWS_ENDPOINT_URL, AWS_REGION) training and serving pods get (default: the operator's)."""
+    """For s3:// and gs:// locations: a Secret in this namespace whose AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (HMAC
+    keys for gs://; and optional AWS_ENDPOINT_URL, AWS_REGION) training and serving pods get (default: the
+    operator's)."""
 
 
 class MLModelSpec(TrainingSpec):

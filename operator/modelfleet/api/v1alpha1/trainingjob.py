@@ -26,9 +26,9 @@ class Output(ApiModel):
     uri: StorageUri
     """Artifact location, e.g. pvc://model-store/fraud/v3 or s3://models/fraud/v3."""
     secret_name: SecretName | None = None
-    """For s3:// locations (the artifact's and the dataset's): a Secret in this namespace whose AWS_ACCESS_KEY_ID,
-    AWS_SECRET_ACCESS_KEY (and optional AWS_ENDPOINT_URL, AWS_REGION) the training pod gets (default: the
-    operator's)."""
+    """For s3:// and gs:// locations (the artifact's and the dataset's): a Secret in this namespace whose
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (HMAC keys for gs://; and optional AWS_ENDPOINT_URL, AWS_REGION) the
+    training pod gets (default: the operator's)."""
 
 
 class TrainingJobSpec(TrainingSpec):
