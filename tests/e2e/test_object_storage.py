@@ -76,9 +76,15 @@ def s3_model(name: str, dataset: str) -> dict[str, Any]:
             "podAntiAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": [
                     {
-                        # Serving pods only: the model's training pods carry its model label too.
+                        # Serving pods of version 1 only: the model's training pods carry its model label too, and
+                        # an existing pod's rule also repels newcomers, so a version 2 pod must not match it to
+                        # share the executor with a version 1 pod during its rollout.
                         "labelSelector": {
-                            "matchLabels": {"modelfleet.io/model": name, "app.kubernetes.io/component": "serving"}
+                            "matchLabels": {
+                                "modelfleet.io/model": name,
+                                "app.kubernetes.io/component": "serving",
+                                "modelfleet.io/version": "1",
+                            }
                         },
                         "topologyKey": "kubernetes.io/hostname",
                     }
@@ -149,7 +155,19 @@ def test_an_s3_model_trains_serves_from_two_nodes_and_a_tampered_version_is_refu
     )
     model_key = next(k for k in store.list(home.child("v2")) if k.endswith("/model.skops"))
     store.put_bytes(S3Uri(DEFAULT_BUCKET, model_key), b"weights someone swapped in")
-    manifest["spec"]["serving"]["approvedVersion"] = 2
+    # Version 2 goes to the executor alone, so the pod that has to read the tampered file is a real server: a KWOK
+    # replica counts as ready without reading anything, and free KWOK nodes would take the whole rollout.
+    serving = manifest["spec"]["serving"]
+    serving.update(approvedVersion=2, minReplicas=1, maxReplicas=1)
+    serving["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [EXECUTOR]}]}
+                ]
+            }
+        }
+    }
     kube.apply(manifest, namespace)
     degraded = wait_for(
         lambda: (m := kube.get("mlm", "tumour", namespace)) and has_condition(m, "Degraded") and m,
@@ -162,9 +180,7 @@ def test_an_s3_model_trains_serves_from_two_nodes_and_a_tampered_version_is_refu
     assert degraded["status"]["servingVersion"]["number"] == 1
     v2 = next(v for v in degraded["status"]["versions"] if v["number"] == 2)
     assert v2["promotable"] is False and "rollout failed" in v2["rejectedReason"], dump(v2)
-    # Version 1 serves on after the rollback. A KWOK replica of version 2 counts as ready without running anything,
-    # so the rollout may have replaced the executor's version 1 pod before the real version 2 server refused: ask
-    # whichever version 1 pod the executor runs now.
+    # Version 1 serves on after the rollback, from the executor, where the spec now places it.
     back = wait_for(
         lambda: [p for p in ready_pods(kube, namespace, "tumour", 1) if p["spec"]["nodeName"] == EXECUTOR],
         120,
