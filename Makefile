@@ -1,7 +1,8 @@
 # ModelFleet. Every target depends on `setup`, which is idempotent and cached:
 #   - a virtual environment in .venv (re-installed when pyproject.toml changes),
 #   - the Kubernetes binaries, built once from Go modules into ~/.cache/modelfleet (hack/k8s-binaries.sh),
-#   - Prometheus and promtool from Debian's package (hack/prometheus.sh; the drift tests run a real Prometheus),
+#   - Prometheus 3 and promtool, built from their Go module into the same cache (hack/prometheus.sh; the drift tests
+#     run a real Prometheus that finds the dev cluster's pods with kubernetes_sd_configs),
 #   - versitygw, the S3 server of the object-storage tests, built from its Go module into the same cache,
 #   - Argo CD's health engine as a small program (hack/argocd-health.sh), for the health-check tests.
 SHELL := /bin/bash
@@ -32,7 +33,7 @@ argocd-health:
 	@bash hack/argocd-health.sh >/dev/null
 
 prometheus:
-	@bash hack/prometheus.sh
+	@bash hack/prometheus.sh >/dev/null
 
 # CRDs (and the chart's copy) are generated from the pydantic models in operator/modelfleet/api.
 CRD_DIRS := --out crds --out charts/modelfleet/crds --out manifests/crd

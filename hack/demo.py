@@ -38,7 +38,7 @@ from tests.datasets import feature_spec, write  # noqa: E402
 from modelfleet.devcluster import ClusterConfig, DevCluster, SetupError, default_state_dir  # noqa: E402
 from modelfleet.devcluster.dcgm import serve as serve_dcgm  # noqa: E402
 from modelfleet.devcluster.processes import free_port  # noqa: E402
-from modelfleet.devcluster.prometheus import PodDiscovery, PrometheusServer, static_job  # noqa: E402
+from modelfleet.devcluster.prometheus import PrometheusServer, pod_scrape_job, static_job  # noqa: E402
 
 NS = "modelfleet-demo"
 MODEL = "tumour-classifier"
@@ -93,18 +93,17 @@ def main() -> int:
     dcgm_port, metrics_port = free_port(), free_port()
     dcgm = serve_dcgm(dcgm_port, dcgm_values)
     threading.Thread(target=dcgm.serve_forever, daemon=True).start()
-    discovery = PodDiscovery(cluster.kubeconfig).start()
     prom_dir = cluster.state_dir / "prometheus"
     shutil.rmtree(prom_dir, ignore_errors=True)
     prometheus = PrometheusServer(
         prom_dir,
         [
-            discovery.job(interval="1s"),
+            pod_scrape_job(cluster.kubeconfig, interval="1s"),
             static_job("modelfleet-operator", [f"127.0.0.1:{metrics_port}"], {}, interval="2s"),
             static_job("dcgm-exporter", [f"127.0.0.1:{dcgm_port}"], {}, interval="2s"),
         ],
     ).start()
-    say(f"     Prometheus {prometheus.url} (Debian's package), scraping pods found through the API server")
+    say(f"     Prometheus {prometheus.url} (3.16, built from its module), finding pods with kubernetes_sd_configs")
     log = cluster.state_dir / "logs" / "operator.log"
     operator = subprocess.Popen(
         [
@@ -327,7 +326,6 @@ def main() -> int:
         operator.terminate()
         operator.wait(timeout=30)
         prometheus.stop()
-        discovery.stop()
         dcgm.shutdown()
     say(f"picture of drift and versions over time: {PICTURE.relative_to(ROOT)}")
     say(

@@ -44,7 +44,7 @@ from tests.support import Kube, OperatorProcess, has_condition, wait_for
 
 from bench.cluster import bench_cluster
 from modelfleet.clients.kube import Kube as KubeClient
-from modelfleet.devcluster.prometheus import PodDiscovery, PrometheusServer
+from modelfleet.devcluster.prometheus import PrometheusServer, pod_scrape_job
 
 NAMESPACE = "soak"
 BATCH = 50
@@ -135,8 +135,7 @@ def soak(kube: Kube, kubeconfig: Path, args: argparse.Namespace, tmp: Path) -> i
     dataset = data / "breast_cancer.csv"
     write("breast_cancer", dataset)
     traffic = {False: rows("breast_cancer", dataset, 569)}
-    discovery = PodDiscovery(kubeconfig).start()
-    prom = PrometheusServer(tmp / "prometheus", [discovery.job(interval="2s")]).start()
+    prom = PrometheusServer(tmp / "prometheus", [pod_scrape_job(kubeconfig, interval="2s")]).start()
     operator = OperatorProcess(kubeconfig, tmp / "operator.log", "--namespace", NAMESPACE).start()
     assert operator.proc is not None
     names = [f"soak-{i}" for i in range(args.models)]
@@ -198,7 +197,6 @@ def soak(kube: Kube, kubeconfig: Path, args: argparse.Namespace, tmp: Path) -> i
     finally:
         operator.stop()
         prom.stop()
-        discovery.stop()
     warm_up = args.flip_minutes * 60
     tracebacks = operator.log.read_text(errors="replace").count("Traceback (most recent call last)")
     # Each model meets at most one new world per flip, so each decision (drift, retrain, a new version with no

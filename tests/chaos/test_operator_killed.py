@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modelfleet.devcluster.prometheus import PodDiscovery, PrometheusServer
+from modelfleet.devcluster.prometheus import PrometheusServer, pod_scrape_job
 from modelfleet.faults import CRASH_EXIT_CODE
 from tests.datasets import write
 from tests.e2e.conftest import claim, dump, jobs_of
@@ -164,8 +164,7 @@ def test_sigkill_at_random_moments_converges_without_duplicates(
         status = (kube.get("mlm", name, namespace) or {}).get("status") or {}
         return (status.get("latestVersion") or {}).get("number")
 
-    discovery = PodDiscovery(kubeconfig).start()
-    prom = PrometheusServer(tmp_path / "prometheus", [discovery.job(interval="1s")]).start()
+    prom = PrometheusServer(tmp_path / "prometheus", [pod_scrape_job(kubeconfig, interval="1s")]).start()
     try:
         kube.apply([plain, risky], namespace)
         until(lambda: serves(kube, namespace, "plain", 1) and latest("risky") == 1, "v1 of both")
@@ -202,5 +201,4 @@ def test_sigkill_at_random_moments_converges_without_duplicates(
             final.stop()
     finally:
         prom.stop()
-        discovery.stop()
     assert len(kills) >= 4, f"{context}: too few kills to mean anything ({len(kills)})"

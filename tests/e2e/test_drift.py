@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelfleet.devcluster.prometheus import PodDiscovery, PrometheusServer
+from modelfleet.devcluster.prometheus import PrometheusServer, pod_scrape_job
 from tests.argocd import check_health
 from tests.datasets import write
 from tests.e2e.conftest import claim, dump, events
@@ -39,8 +39,7 @@ def drift_jobs(kube: Kube, namespace: str) -> list[dict[str, Any]]:
 def test_shifted_traffic_is_detected_retrained_on_current_data_and_the_new_version_served(
     kube: Kube, operator: OperatorProcess, namespace: str, kubeconfig: Path, tmp_path: Path
 ) -> None:
-    discovery = PodDiscovery(kubeconfig).start()
-    prom = PrometheusServer(tmp_path / "prometheus", [discovery.job(interval="1s")]).start()
+    prom = PrometheusServer(tmp_path / "prometheus", [pod_scrape_job(kubeconfig, interval="1s")]).start()
     try:
         data = claim(kube, namespace, "datasets")
         claim(kube, namespace, "model-store")
@@ -135,4 +134,3 @@ def test_shifted_traffic_is_detected_retrained_on_current_data_and_the_new_versi
         assert len(drift_jobs(kube, namespace)) == 1
     finally:
         prom.stop()
-        discovery.stop()

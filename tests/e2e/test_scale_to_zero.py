@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from modelfleet.devcluster.prometheus import PodDiscovery, PrometheusServer
+from modelfleet.devcluster.prometheus import PrometheusServer, pod_scrape_job
 from tests.argocd import check_health
 from tests.datasets import write
 from tests.e2e.conftest import claim, dump, events
@@ -26,8 +26,7 @@ def replicas(kube: Kube, namespace: str) -> int | None:
 def test_idle_model_scales_to_zero_and_back_on_request(
     kube: Kube, crds: Path, kubeconfig: Path, namespace: str, tmp_path: Path
 ) -> None:
-    discovery = PodDiscovery(kubeconfig).start()
-    prom = PrometheusServer(tmp_path / "prometheus", [discovery.job(interval="1s")]).start()
+    prom = PrometheusServer(tmp_path / "prometheus", [pod_scrape_job(kubeconfig, interval="1s")]).start()
     op = OperatorProcess(
         kubeconfig,
         tmp_path / "operator.log",
@@ -77,4 +76,3 @@ def test_idle_model_scales_to_zero_and_back_on_request(
     finally:
         op.stop()
         prom.stop()
-        discovery.stop()

@@ -1,4 +1,4 @@
-"""DriftPolicy evaluation against a real Prometheus (Debian's package) and the real API server.
+"""DriftPolicy evaluation against a real Prometheus (3.16, built from its Go module) and the real API server.
 
 History is written into Prometheus' TSDB with promtool before it starts, so `trigger.for` is tested on ten minutes of
 data without waiting ten minutes. The reconciler runs in-process here against the real API server (the MLModel and the

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry
 
-from modelfleet.devcluster.prometheus import find_tool
+from modelfleet.devcluster.prometheus import POD_RELABELLING, find_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "manifests" / "prometheus"
@@ -135,3 +135,14 @@ def test_a_typo_would_be_caught() -> None:
     assert metric_names('sum(rate(modelfleet_server_request_total{model="m"}[5m]))') - exported_metrics() == {
         "modelfleet_server_request_total"
     }
+
+
+def test_the_plain_scrape_config_is_valid_and_relabels_as_the_tests_do() -> None:
+    """manifests/prometheus/scrape-config.yaml (for a Prometheus without the operator) passes `promtool check config`
+    and relabels pods exactly as the job the tests and the demo scrape the dev cluster with."""
+    path = RULES / "scrape-config.yaml"
+    check = subprocess.run([find_tool("promtool"), "check", "config", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    (job,) = yaml.safe_load(path.read_text())["scrape_configs"]
+    assert job["relabel_configs"] == POD_RELABELLING
+    assert job["kubernetes_sd_configs"] == [{"role": "pod"}]

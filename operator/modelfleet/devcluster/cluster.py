@@ -33,6 +33,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 SERVICE_CIDR = "10.96.0.0/16"
+KWOK_POD_CIDR = "127.64.0.0/16"
 DEV_BUCKET = "modelfleet"
 
 
@@ -339,6 +340,9 @@ class DevCluster:
                 f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
                 f"--server-address=127.0.0.1:{ports['kwok']}",
                 "--node-lease-duration-seconds=40",
+                # Simulated pods get loopback addresses (KWOK's default is 10.0.0.0/24): Prometheus discovers every
+                # annotated pod, and a scrape of a simulated one must stay on this machine (it is refused there).
+                f"--cidr={KWOK_POD_CIDR}",
             ],
         )
         self.sup.start(

@@ -1,18 +1,17 @@
-"""A real Prometheus server (Debian's `prometheus` package) for the tests and the demo.
+"""A real Prometheus server (Prometheus 3, built from its Go module by hack/prometheus.sh) for the tests and the demo.
 
 `PrometheusServer` writes a configuration, optionally backfills history with `promtool tsdb create-blocks-from
 openmetrics` (so time-dependent behaviour is tested without waiting), starts `prometheus` on a free loopback port and
-stops it. `PodDiscovery` is how it finds the dev cluster's pods: through the Kubernetes API, served to Prometheus as
-HTTP service discovery (Debian's build has no kubernetes_sd_configs)."""
+stops it. `pod_scrape_job` is how it finds the dev cluster's pods: `kubernetes_sd_configs` (pod role) through the API
+server, with the relabelling of the plain scrape configuration shipped in manifests/prometheus/scrape-config.yaml."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
-import shutil
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -20,16 +19,27 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from modelfleet.devcluster.binaries import REPO_ROOT, SetupError
 from modelfleet.devcluster.processes import free_port
 
-INSTALL_HINT = "install Debian's prometheus package (apt-get install prometheus), or run `make setup`"
+BUILD_SCRIPT = REPO_ROOT / "hack" / "prometheus.sh"
+
+
+@functools.cache
+def _tool_dir() -> Path:
+    # The script prints progress on stderr and the directory on its last stdout line; a built cache answers at once.
+    res = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    if res.returncode != 0:
+        raise SetupError(
+            "building Prometheus failed (hack/prometheus.sh); the step and its log file are named above, or set "
+            "MODELFLEET_PROMETHEUS_DIR to a directory with prometheus and promtool 3.x"
+        )
+    return Path(res.stdout.strip().splitlines()[-1])
 
 
 def find_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise FileNotFoundError(f"{name} not found on PATH: {INSTALL_HINT}")
-    return path
+    """`prometheus` or `promtool` of the pinned Prometheus 3, built on first use."""
+    return str(_tool_dir() / name)
 
 
 def static_job(name: str, targets: Sequence[str], labels: Mapping[str, str], interval: str = "1s") -> dict[str, Any]:
@@ -40,83 +50,46 @@ def static_job(name: str, targets: Sequence[str], labels: Mapping[str, str], int
     }
 
 
-def pods_to_scrape(pods: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """HTTP service-discovery targets for running pods that ask to be scraped (prometheus.io/scrape, /port, /path
-    annotations), labelled with `namespace` and `pod` as the usual Prometheus recipes and PodMonitors do."""
-    targets = []
-    for pod in pods:
-        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-        annotations = meta.get("annotations") or {}
-        if annotations.get("prometheus.io/scrape") != "true" or status.get("phase") != "Running":
-            continue
-        if not status.get("podIP") or not annotations.get("prometheus.io/port"):
-            continue
-        targets.append(
-            {
-                "targets": [f"{status['podIP']}:{annotations['prometheus.io/port']}"],
-                "labels": {
-                    "namespace": meta.get("namespace", ""),
-                    "pod": meta.get("name", ""),
-                    "__metrics_path__": annotations.get("prometheus.io/path", "/metrics"),
-                },
-            }
-        )
-    return targets
+POD_RELABELLING: list[dict[str, Any]] = [
+    # Pods that ask to be scraped (the prometheus.io/* annotations ModelFleet's serving pods carry), while running.
+    {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "action": "keep", "regex": "true"},
+    {"source_labels": ["__meta_kubernetes_pod_phase"], "action": "keep", "regex": "Running"},
+    # The annotated port, not each declared container port: a pod is one target however many ports it names.
+    {
+        "source_labels": ["__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
+        "action": "replace",
+        "regex": "(.+);([0-9]+)",
+        "replacement": "$1:$2",
+        "target_label": "__address__",
+    },
+    {
+        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
+        "action": "replace",
+        "regex": "(.+)",
+        "target_label": "__metrics_path__",
+    },
+    # `namespace` and `pod`, as the usual recipes and PodMonitors label them (ModelFleet's queries select on both).
+    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+]
+"""The relabelling of pod discovery: manifests/prometheus/scrape-config.yaml carries the same rules for clusters
+without the Prometheus operator (a unit test keeps the two equal)."""
 
 
-class PodDiscovery:
-    """Prometheus' Kubernetes pod discovery for the dev cluster, as an HTTP service-discovery endpoint.
-
-    Debian's Prometheus is built without kubernetes_sd_configs, so this small bridge lists pods from the API server on
-    every refresh and answers in the http_sd format; the scrape job is `http_sd_configs` pointing at it."""
-
-    def __init__(self, kubeconfig: Path) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        from modelfleet.clients.kube import api_client
-
-        core = _core_api(api_client(str(kubeconfig)))
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # the http.server API
-                try:
-                    resp = core.list_pod_for_all_namespaces(_preload_content=False, _request_timeout=5)
-                    body = json.dumps(pods_to_scrape(json.loads(resp.data)["items"])).encode()
-                    self.send_response(200)
-                except Exception as e:  # the API server restarting: Prometheus keeps its last targets
-                    body = f"listing pods failed: {e}".encode()
-                    self.send_response(503)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/targets"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> PodDiscovery:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def job(self, interval: str = "2s") -> dict[str, Any]:
-        return {
-            "job_name": "kubernetes-pods",
-            "scrape_interval": interval,
-            "http_sd_configs": [{"url": self.url, "refresh_interval": interval}],
-        }
-
-
-def _core_api(api: Any) -> Any:
-    from kubernetes import client
-
-    return client.CoreV1Api(api)
+def pod_scrape_job(kubeconfig: Path | None, interval: str = "2s", namespaces: Sequence[str] = ()) -> dict[str, Any]:
+    """A scrape job that finds pods through the Kubernetes API (`kubernetes_sd_configs`, role pod), as Prometheus does
+    in a cluster; `kubeconfig` reaches the dev cluster's API server from outside it (None: in-cluster)."""
+    sd: dict[str, Any] = {"role": "pod"}
+    if kubeconfig is not None:
+        sd["kubeconfig_file"] = str(kubeconfig)
+    if namespaces:
+        sd["namespaces"] = {"names": list(namespaces)}
+    return {
+        "job_name": "kubernetes-pods",
+        "scrape_interval": interval,
+        "kubernetes_sd_configs": [sd],
+        "relabel_configs": POD_RELABELLING,
+    }
 
 
 class PrometheusServer:
