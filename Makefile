@@ -4,7 +4,8 @@
 #   - Prometheus 3 and promtool, built from their Go module into the same cache (hack/prometheus.sh; the drift tests
 #     run a real Prometheus that finds the dev cluster's pods with kubernetes_sd_configs),
 #   - versitygw, the S3 server of the object-storage tests, built from its Go module into the same cache,
-#   - Argo CD's health engine as a small program (hack/argocd-health.sh), for the health-check tests.
+#   - Argo CD's health engine as a small program (hack/argocd-health.sh), for the health-check tests,
+#   - Kueue and its CRDs (hack/kueue.sh), which the dev cluster starts for the queueing tests.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -13,9 +14,9 @@ PY := $(VENV)/bin/python
 STAMPS := .make
 PYTEST_ARGS ?=
 
-.PHONY: setup k8s-binaries versitygw argocd-health prometheus images kind-up deploy kind-e2e kind-down manifests lint verify test test-unit test-integration demo clean
+.PHONY: setup k8s-binaries versitygw argocd-health kueue prometheus images kind-up deploy kind-e2e kind-down manifests lint verify test test-unit test-integration demo clean
 
-setup: $(STAMPS)/venv k8s-binaries versitygw argocd-health prometheus
+setup: $(STAMPS)/venv k8s-binaries versitygw argocd-health kueue prometheus
 
 $(STAMPS)/venv: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,9 @@ versitygw:
 
 argocd-health:
 	@bash hack/argocd-health.sh >/dev/null
+
+kueue:
+	@bash hack/kueue.sh >/dev/null
 
 prometheus:
 	@bash hack/prometheus.sh >/dev/null

@@ -38,6 +38,9 @@ def _dev_cluster(args: argparse.Namespace) -> int:
             for key, value in cluster.object_store(args.namespace).items():
                 print(f"{key}={value}")
             say("the operator also needs the Secret's AWS_* keys for presence checks: see docs/object-storage.md")
+        elif args.action == "kueue":
+            cluster.kueue(progress=say)
+            say("Kueue runs; create a ResourceFlavor, a ClusterQueue and a LocalQueue (docs/kueue.md)")
         elif args.action == "kubeconfig":
             if not cluster.kubeconfig.exists():
                 say("no dev cluster here; run `modelfleet dev-cluster up` first")
@@ -133,9 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dc.add_argument(
         "action",
-        choices=["up", "down", "status", "kubeconfig", "s3"],
+        choices=["up", "down", "status", "kubeconfig", "s3", "kueue"],
         help="s3: start the dev S3 server (versitygw) on demand, put its credentials Secret in each --namespace and "
-        "print the operator settings that make its bucket the default artifact store",
+        "print the operator settings that make its bucket the default artifact store; kueue: start Kueue (built "
+        "from its Go module) on demand",
     )
     dc.add_argument("--namespace", action="append", default=[], help="with s3: where the credentials Secret goes")
     dc.add_argument(

@@ -23,5 +23,6 @@ class Deps:
     config: OperatorConfig
     api: ApiClient
     kube: Kube
+    kueue: bool = False  # the API server serves Kueue's Workloads: the operator watches them
     clock: Callable[[], datetime.datetime] = field(default=utcnow)
     prometheus_for: Callable[[str], PrometheusPort] = field(default=lambda url: Prometheus(url))

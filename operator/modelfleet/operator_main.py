@@ -21,7 +21,9 @@ from urllib3.exceptions import HTTPError
 from modelfleet.clients.kube import Kube, api_client, missing_crds, retrying
 from modelfleet.config import ConfigError, OperatorConfig
 from modelfleet.deps import Deps
+from modelfleet.vocabulary import KUEUE_GROUP, KUEUE_VERSION
 
+log = logging.getLogger(__name__)
 EXIT_START_FAILED = 2
 API_CHECK_TIMEOUT_SECONDS = 10.0
 
@@ -81,11 +83,16 @@ def prepare(
             "Install them first (kubectl apply --server-side -f crds/, or the Helm chart); the operator never "
             "installs CRDs or RBAC itself."
         )
+    try:  # Kueue is optional: where its Workloads are served, the operator reads them (see handlers/watch.py)
+        kueue = not missing_crds(api, KUEUE_GROUP, KUEUE_VERSION, ("workloads",), timeout=API_CHECK_TIMEOUT_SECONDS)
+    except (ApiException, HTTPError, OSError) as e:
+        log.warning("cannot tell whether Kueue is installed (%s); not watching its Workloads", e)
+        kueue = False
     if health_port:
         _check_port("--health-port", health_port)
     if metrics_port:
         _serve_metrics(metrics_port)
-    return Deps(config=config, api=api, kube=Kube(api, s3_endpoint=config.s3_endpoint))
+    return Deps(config=config, api=api, kube=Kube(api, s3_endpoint=config.s3_endpoint), kueue=kueue)
 
 
 def run(
@@ -103,6 +110,10 @@ def run(
         print(f"modelfleet operator: {e}", file=sys.stderr)
         return EXIT_START_FAILED
     import modelfleet.handlers  # noqa: F401  (registers the handlers)
+    from modelfleet.handlers.watch import watch_workloads
+
+    if deps.kueue:
+        watch_workloads()
     from modelfleet import __version__
     from modelfleet.metrics import OPERATOR_INFO
 

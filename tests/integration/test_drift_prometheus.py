@@ -116,7 +116,7 @@ def test_drift_sustained_for_the_trigger_span_retrains_once_with_a_real_training
     prom.backfill(drift_history(namespace, [0.05] * 10 + [0.6] * 30, pods=2))  # above 0.2 for the last 7.5 min
     prom.start()
     try:
-        policy = new_policy(namespace)
+        policy = new_policy(namespace, retrainPriorityClass="drift-retrain")
         plan, created = evaluate(policy, api, prom.url)
         assert cond(policy, "Evaluated")[0] == "True"
         assert plan.retrain and created == f"{MODEL}-v1"
@@ -131,6 +131,7 @@ def test_drift_sustained_for_the_trigger_span_retrains_once_with_a_real_training
         assert tj["metadata"]["ownerReferences"][0]["uid"] == model["metadata"]["uid"]
         assert tj["metadata"]["annotations"]["modelfleet.io/triggered-by"] == "driftpolicy/watch"
         assert tj["spec"]["dataset"] == model["spec"]["dataset"] and tj["spec"]["training"]["estimator"]
+        assert tj["spec"]["training"]["workloadPriorityClass"] == "drift-retrain"  # Kueue's priority, from the policy
 
         # Still drifting: the run it started is active, then the cooldown holds. Never a second TrainingJob.
         plan, created = evaluate(policy, api, prom.url)

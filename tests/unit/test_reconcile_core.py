@@ -158,6 +158,13 @@ def test_a_child_event_queues_the_owner_whose_decision_reads_it() -> None:
     assert _route("MLModel", obj("m"), added=True) == [Key("MLModel", "ns", "m"), Key("DriftPolicy", "ns", "m-drift")]
     assert _route("MLModel", obj("m")) == [Key("MLModel", "ns", "m")]
     assert _route("Pod", obj("stranger")) == []
+    # Kueue's Workload for one of our Jobs queues the TrainingJob that owns the Job; anyone else's queues nothing.
+    by_job = [{"kind": "Job", "name": "j", "controller": True, "uid": "u"}]
+    assert _route("Workload", obj("job-j-1", metadata={"ownerReferences": by_job})) == [
+        Key("TrainingJob", "ns", "a-name-longer-than-a-label")
+    ]
+    other = [{"kind": "Job", "name": "someone-elses", "controller": True, "uid": "v"}]
+    assert _route("Workload", obj("job-x-1", metadata={"ownerReferences": other})) == []
 
 
 def test_finished_runs_invalid_specs_and_objects_being_deleted_get_no_pass() -> None:

@@ -150,6 +150,16 @@ def test_an_s3_run_mounts_no_claim_and_gets_the_store_credentials() -> None:
     assert "envFrom" in build_with(tj(dataset=dataset), operators)["spec"]["template"]["spec"]["containers"][0]
 
 
+def test_a_queued_run_carries_its_kueue_queue_and_priority_class_on_the_job() -> None:
+    training = {**sample("MLModel", "demand-forecast")["spec"]["training"], "queueName": "gpu"}
+    training["workloadPriorityClass"] = "drift-retrain"
+    built = build(tj(training=training))
+    assert built["spec"]["suspend"] is True
+    labels = built["metadata"]["labels"]
+    assert labels[KUEUE_QUEUE_LABEL] == "gpu" and labels["kueue.x-k8s.io/priority-class"] == "drift-retrain"
+    assert "kueue.x-k8s.io/priority-class" not in build(tj())["metadata"]["labels"]
+
+
 def test_a_gs_run_is_built_like_an_s3_run_and_its_pods_get_the_secret() -> None:
     """gs:// output goes through the same upload path as s3:// (Google's S3-compatible API, HMAC keys from the same
     Secret): built in scratch space, no claim mounted, the Secret's keys in the environment."""
@@ -229,6 +239,66 @@ def test_suspended_job_is_queued_for_kueue() -> None:
     j["metadata"]["labels"][KUEUE_QUEUE_LABEL] = "q"
     p = plan(TrainingObservation(job=j))
     assert cond(p.status, "Queued") == ("True", "AwaitingAdmission") and p.status.phase == "Queued"
+
+
+def workload(*conditions: dict[str, str], cluster_queue: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"conditions": list(conditions)}
+    if cluster_queue:
+        status["admission"] = {"clusterQueue": cluster_queue}
+    return {"metadata": {"name": "job-demand-v1-aaaa-1f2e3"}, "spec": {"queueName": "q"}, "status": status}
+
+
+def test_a_job_kueue_holds_is_queued_with_kueues_own_reason_and_message() -> None:
+    j = job()
+    j["spec"]["suspend"] = True
+    j["metadata"]["labels"][KUEUE_QUEUE_LABEL] = "q"
+    pending = {
+        "type": "QuotaReserved",
+        "status": "False",
+        "reason": "Pending",
+        "message": "couldn't assign flavors to pod set main: insufficient unused quota for nvidia.com/gpu in flavor "
+        "sim-h100, 4 more needed",
+    }
+    p = plan(TrainingObservation(job=j, workload=workload(pending)))
+    queued = get_condition(p.status.conditions, "Queued")
+    assert queued is not None and (queued.status, queued.reason) == ("True", "Pending")
+    assert queued.message == pending["message"] and p.status.phase == "Queued"
+    missing = {
+        "type": "QuotaReserved",
+        "status": "False",
+        "reason": "Inadmissible",
+        "message": "LocalQueue q doesn't exist",
+    }
+    assert cond(plan(TrainingObservation(job=j, workload=workload(missing))).status, "Queued") == (
+        "True",
+        "Inadmissible",
+    )
+    # Quota reserved, admission checks still open: still queued, in Kueue's words.
+    reserved = {
+        "type": "QuotaReserved",
+        "status": "True",
+        "reason": "QuotaReserved",
+        "message": "Quota reserved in ClusterQueue gpu",
+    }
+    assert cond(plan(TrainingObservation(job=j, workload=workload(reserved))).status, "Queued") == (
+        "True",
+        "QuotaReserved",
+    )
+    # A Workload with nothing to say yet (just made): the generic wait.
+    assert cond(plan(TrainingObservation(job=j, workload=workload())).status, "Queued") == ("True", "AwaitingAdmission")
+
+
+def test_an_admitted_job_names_the_cluster_queue_that_admitted_it() -> None:
+    admitted = workload(
+        {"type": "QuotaReserved", "status": "True", "reason": "QuotaReserved", "message": ""},
+        {"type": "Admitted", "status": "True", "reason": "Admitted", "message": ""},
+        cluster_queue="gpu-team-a",
+    )
+    for phase in ("Pending", "Running"):
+        p = plan(TrainingObservation(job=job(), pods=[pod(phase)], workload=admitted))
+        queued = get_condition(p.status.conditions, "Queued")
+        assert queued is not None and queued.reason == "Admitted"
+        assert "admitted by Kueue's ClusterQueue gpu-team-a" in queued.message
 
 
 def test_unschedulable_pod_is_queued_then_fails_after_the_timeout() -> None:

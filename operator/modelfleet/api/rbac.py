@@ -39,6 +39,8 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": OWN},
     # Observed only: training and serving pods (failure reasons, readiness).
     {"apiGroups": [""], "resources": ["pods"], "verbs": READ},
+    # Kueue's Workloads, where Kueue is installed: its admission of a TrainingJob's Job, or why it waits.
+    {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"], "verbs": READ},
     # Claims behind pvc:// URIs are read; the default artifact claim is created where missing (never changed or
     # deleted: no patch, no delete).
     {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create"]},

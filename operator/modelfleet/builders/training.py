@@ -28,6 +28,7 @@ __all__ = ["LABEL_FINGERPRINT", "LABEL_MODEL", "LABEL_TEAM", "LABEL_TRAININGJOB"
 TRAINER_CONTAINER = "trainer"
 INVALID_INPUT_EXIT_CODE = 2  # the trainer's exit code for bad data or spec: retrying cannot help
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"  # a WorkloadPriorityClass's name
 RUNTIME_UID = 65532
 SCRATCH_ARTIFACT = "/tmp/artifact"  # on the pod's emptyDir: where an artifact bound for object storage is built
 
@@ -252,6 +253,8 @@ def desired_training_job(
     if training.queue_name:
         metadata_labels[KUEUE_QUEUE_LABEL] = training.queue_name
         job_spec["suspend"] = True  # Kueue admits it by unsuspending; we never touch suspend again
+    if training.workload_priority_class:
+        metadata_labels[KUEUE_PRIORITY_LABEL] = training.workload_priority_class
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

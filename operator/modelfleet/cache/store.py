@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelfleet.vocabulary import LABEL_JOB_NAME, LABEL_MODEL, LABEL_TRAININGJOB, Key
+from modelfleet.vocabulary import KUEUE_JOB_UID, LABEL_JOB_NAME, LABEL_MODEL, LABEL_TRAININGJOB, Key
 
 # The label and field paths lookups go through, per kind. Anything else is filtered after the indexed narrowing.
 INDEXED: dict[str, tuple[str, ...]] = {
@@ -22,6 +22,7 @@ INDEXED: dict[str, tuple[str, ...]] = {
     "DriftPolicy": ("spec.modelRef.name",),
     "ModelVersion": (f"label:{LABEL_MODEL}",),
     "Pod": (f"label:{LABEL_JOB_NAME}", f"label:{LABEL_MODEL}", f"label:{LABEL_TRAININGJOB}"),
+    "Workload": (f"label:{KUEUE_JOB_UID}",),
 }
 # Paths indexed also where the field is absent (as "", which is what a selector matches then): the runs that trained
 # (`status.cachedFrom` absent) are few, while every cache hit of a fleet shares one fingerprint, so the cache-source
@@ -73,6 +74,11 @@ def slim(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
     elif kind == "Pod":
         out["spec"] = _pick(spec, "nodeName", "restartPolicy")
         out["status"] = copy.deepcopy(_pick(status, "phase", "conditions", "containerStatuses", "podIP"))
+    elif kind == "Workload":  # Kueue's admission of a Job: its conditions and the ClusterQueue that admitted it
+        out["spec"] = _pick(spec, "queueName")
+        out["status"] = copy.deepcopy(_pick(status, "conditions"))
+        if status.get("admission"):
+            out["status"]["admission"] = _pick(status["admission"], "clusterQueue")
     elif kind == "Deployment":
         template = (spec.get("template") or {}).get("metadata") or {}
         out["spec"] = {

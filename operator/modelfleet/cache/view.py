@@ -17,7 +17,7 @@ from typing import Any
 from modelfleet.cache.store import Store, resource_version
 from modelfleet.clients.kube import Kube
 from modelfleet.errors import DependencyNotReady
-from modelfleet.vocabulary import LABEL_JOB_NAME, LABEL_MODEL, PLURALS, Key
+from modelfleet.vocabulary import KUEUE_JOB_UID, LABEL_JOB_NAME, LABEL_MODEL, PLURALS, Key
 
 EXPECTATION_SECONDS = 30.0
 ARTIFACT_SECONDS = 30.0
@@ -143,6 +143,11 @@ class CachedCluster:
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get("Deployment", namespace, name)
+
+    def workload_of_job(self, namespace: str, job_uid: str) -> dict[str, Any] | None:
+        """Kueue's Workload for a Job (None where Kueue is not installed, or has not made one yet)."""
+        found = self.store.select("Workload", namespace, {f"label:{KUEUE_JOB_UID}": job_uid})
+        return found[0] if found else None
 
     def get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         return self._get(KIND_OF_PLURAL[plural], namespace, name)

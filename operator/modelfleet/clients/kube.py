@@ -25,7 +25,7 @@ from modelfleet.artifact.objectstore import ObjectStore, S3Settings, S3Uri, Stor
 from modelfleet.clients.ratelimit import RequestGate, TokenBucket
 from modelfleet.metrics import API_REQUESTS
 from modelfleet.status.conditions import rfc3339
-from modelfleet.vocabulary import pvc_claim
+from modelfleet.vocabulary import KUEUE_GROUP, KUEUE_JOB_UID, KUEUE_VERSION, pvc_claim
 
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 OUR_PLURALS = ("mlmodels", "trainingjobs", "driftpolicies", "modelversions")
@@ -225,6 +225,20 @@ class Kube:
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.batch.read_namespaced_job, name, namespace)
+
+    def workload_of_job(self, namespace: str, job_uid: str) -> dict[str, Any] | None:
+        """Kueue's Workload for a Job, by the label Kueue puts on it (None: none, or Kueue is not installed)."""
+        try:
+            resp = self.custom.list_namespaced_custom_object(
+                KUEUE_GROUP, KUEUE_VERSION, namespace, "workloads", label_selector=f"{KUEUE_JOB_UID}={job_uid}",
+                _preload_content=False,
+            )  # fmt: skip
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        items = self._json(resp).get("items") or []
+        return dict(items[0]) if items else None
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:

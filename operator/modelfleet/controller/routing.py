@@ -9,7 +9,7 @@ from typing import Any
 from modelfleet.vocabulary import LABEL_JOB_NAME, LABEL_MODEL, LABEL_TRAININGJOB, Key, controller_of
 
 OURS = ("MLModel", "TrainingJob", "DriftPolicy", "ModelVersion")
-CHILDREN = ("Job", "Pod", "Deployment")
+CHILDREN = ("Job", "Pod", "Deployment", "Workload")
 
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -80,6 +80,12 @@ def queued_by(
         owner = controller_of(obj)
         if owner and owner.get("kind") in ("TrainingJob", "MLModel"):
             keys.append(Key(str(owner["kind"]), namespace, str(owner.get("name", ""))))
+    elif kind == "Workload":  # Kueue's, for a Job: queues the TrainingJob that owns the Job
+        owner = controller_of(obj)
+        if owner and owner.get("kind") == "Job":
+            owner_key = job_owner(namespace, str(owner.get("name", "")))
+            if owner_key is not None:
+                keys.append(owner_key)
     elif kind == "Pod":
         owner_key = job_owner(namespace, str(labels[LABEL_JOB_NAME])) if labels.get(LABEL_JOB_NAME) else None
         if owner_key is not None:

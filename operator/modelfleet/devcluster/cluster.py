@@ -492,10 +492,69 @@ class DevCluster:
             "MODELFLEET_S3_SECRET": SECRET_NAME,
         }
 
+    # -- Kueue (on demand) ---------------------------------------------------------------------------------------
+    def kueue(self, progress: Callable[[str], None] = lambda _m: None) -> None:
+        """Starts Kueue (built from its Go module) unless it runs: its CRDs applied server-side (the Workload CRD is
+        too large for a client-side apply's annotation), its namespace, serving certificates for its webhook and
+        metrics servers, then the process, supervised like the others (`down` stops it). Waits for its readiness
+        probe. ClusterQueues, ResourceFlavors and LocalQueues are the user's to create."""
+        from modelfleet.devcluster import kueue
+        from modelfleet.devcluster.pki import issue_loopback_serving_cert
+
+        with self._locked():
+            state = self._load()
+            if not state:
+                raise SetupError("no dev cluster here; run `modelfleet dev-cluster up` first")
+            ports = state.setdefault("ports", {})
+            if self.sup.pid_of("kueue") is not None and ports.get("kueue_health"):
+                return
+            directory = kueue.find_kueue()
+            crds = sorted((directory / "crds").glob("*.yaml"))
+            for crd in crds:
+                res = self.kubectl(
+                    "apply", "--server-side", "--field-manager=modelfleet-dev-cluster", "--force-conflicts", "-f",
+                    str(crd), check=False,
+                )  # fmt: skip
+                if res.returncode != 0:
+                    raise StartError(f"applying Kueue's CRD {crd.name} failed: {res.stderr.strip()}")
+            names = [f"crd/{plural}.{group}" for group, plural in (c.stem.split("_", 1) for c in crds)]
+            res = self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names, check=False)
+            if res.returncode != 0:
+                raise StartError(f"Kueue's CRDs were not established: {res.stderr.strip()}")
+            namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kueue.NAMESPACE}}
+            self.kubectl("apply", "-f", "-", input=json.dumps(namespace))
+            cert_dir = self.state_dir / "kueue" / "certs"
+            for where in (cert_dir, kueue.METRICS_CERT_DIR):
+                try:
+                    issue_loopback_serving_cert(self.pki, "kueue", where / "tls.crt", where / "tls.key")
+                except OSError as e:
+                    raise StartError(
+                        f"writing Kueue's serving certificate to {where} failed ({e}); Kueue reads its metrics "
+                        "certificate from that fixed path, which needs root"
+                    ) from e
+            for name in ("kueue_webhook", "kueue_health", "kueue_metrics"):
+                ports[name] = free_port()
+            config = kueue.write_configuration(
+                self.state_dir / "kueue" / "config.yaml",
+                kueue.configuration(
+                    webhook_port=ports["kueue_webhook"],
+                    health_port=ports["kueue_health"],
+                    metrics_port=ports["kueue_metrics"],
+                    cert_dir=cert_dir,
+                ),
+            )
+            argv, env = kueue.command(directory / "kueue", config, self.kubeconfig)
+            progress(f"starting Kueue ({directory / 'kueue'})")
+            self.sup.start("kueue", argv, env)
+            self._wait("kueue", lambda: _get_ok(f"http://127.0.0.1:{ports['kueue_health']}/readyz"))
+            self.state_file.write_text(json.dumps(state, indent=2))
+
     # -- down ----------------------------------------------------------------------------------------------------
     def down(self, purge: bool = False, progress: Callable[[str], None] = lambda _m: None) -> None:
         with self._locked():
-            # The executor first, so it can stop its container processes gracefully; etcd last.
+            # Kueue while the API server still answers it; the executor next, so it can stop its container
+            # processes gracefully; etcd last.
+            self.sup.stop("kueue")
             for component in reversed(COMPONENTS):
                 self.sup.stop(component, grace=20.0 if component == "executor" else 10.0)
             leftovers = self.sup.stop_all_marked()

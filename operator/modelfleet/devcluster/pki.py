@@ -158,3 +158,17 @@ def ensure_pki(directory: Path) -> Pki:
         sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return pki
+
+
+def issue_loopback_serving_cert(pki: Pki, cn: str, cert_path: Path, key_path: Path) -> None:
+    """A serving certificate for 127.0.0.1 and localhost signed by the dev cluster's CA (for a component that serves
+    TLS on loopback, such as Kueue's webhook and metrics servers)."""
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = _issue(_name(cn), key, ca_cert, ca_key, usage=[ExtendedKeyUsageOID.SERVER_AUTH], sans=sans)
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_key(key_path, key)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 
 from modelfleet.api.v1alpha1 import GROUP, VERSION
+from modelfleet.vocabulary import KUEUE_GROUP, KUEUE_VERSION
 
 WATCHED: dict[str, tuple[str, str, str] | tuple[str, str]] = {
     "MLModel": (GROUP, VERSION, "mlmodels"),
@@ -33,3 +34,13 @@ def _observer(kind: str) -> Any:
 
 for _kind, _resource in WATCHED.items():
     kopf.on.event(*_resource, id=f"watch-{_kind.lower()}")(_observer(_kind))
+
+WORKLOADS = (KUEUE_GROUP, KUEUE_VERSION, "workloads")
+
+
+def watch_workloads() -> None:
+    """Kueue's Workloads (its admission of our suspended Jobs, and why one waits), watched only where the API server
+    serves them: operator_main registers this after discovery, so a cluster without Kueue is never asked for them.
+    Kueue does not copy our labels onto a Workload, so the watch is not filtered; the cache keeps a few fields of
+    each, and only Workloads owned by our Jobs queue a pass."""
+    kopf.on.event(*WORKLOADS, id="watch-workload")(_observer("Workload"))

@@ -371,6 +371,8 @@ def reconcile_driftpolicy(
     body["metadata"].setdefault("annotations", {})["modelfleet.io/triggered-by"] = (
         f"driftpolicy/{policy.metadata['name']}"
     )
+    if policy.spec.retrain_priority_class:
+        body["spec"]["training"]["workloadPriorityClass"] = policy.spec.retrain_priority_class
     if not kube.create_custom(namespace, "trainingjobs", body):
         # The MLModel took this version number a moment ago: try again on the next pass, status untouched.
         raise DependencyNotReady(f"TrainingJob {body['metadata']['name']} already exists; retrying", delay=2.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from modelfleet.api.v1alpha1.trainingjob import TrainingJob, TrainingJobStatus, TrainingResult, TrainingUtilization
 from modelfleet.builders.training import (
+    KUEUE_QUEUE_LABEL,
     TRAINER_CONTAINER,
     UnsupportedUri,
     desired_training_job,
@@ -49,6 +50,28 @@ class TrainingObservation:
     pods: list[dict[str, Any]] = field(default_factory=list)
     cache_source: dict[str, Any] | None = None  # a succeeded TrainingJob with our fingerprint, artifact present
     artifact_store_problem: str | None = None  # why the default artifact claim cannot be had (no Job until it can)
+    workload: dict[str, Any] | None = None  # Kueue's Workload for the Job, where Kueue manages it
+
+
+def kueue_waiting(workload: Mapping[str, Any] | None, queue: str | None) -> tuple[str, str]:
+    """Why a suspended Job waits, in Kueue's own words once its Workload says: the reason and message of
+    QuotaReserved=False (Pending: "couldn't assign flavors ... insufficient unused quota for nvidia.com/gpu ...";
+    Inadmissible: "LocalQueue x doesn't exist"), or the admission checks still open after quota was reserved."""
+    conditions = {c.get("type"): c for c in ((workload or {}).get("status") or {}).get("conditions") or []}
+    reserved = conditions.get("QuotaReserved") or {}
+    if reserved.get("status") == FALSE and reserved.get("message"):
+        return str(reserved.get("reason") or "Pending"), str(reserved["message"])
+    if reserved.get("status") == TRUE and (conditions.get("Admitted") or {}).get("status") != TRUE:
+        return "QuotaReserved", str(reserved.get("message") or "quota reserved; waiting for admission checks")
+    if queue:
+        return "AwaitingAdmission", f"the Job is suspended until Kueue admits it (queue {queue})"
+    return "AwaitingAdmission", "the Job is suspended"
+
+
+def kueue_admitted(workload: Mapping[str, Any] | None) -> str:
+    """Which ClusterQueue admitted the Job ("" where Kueue does not manage it)."""
+    cluster_queue = (((workload or {}).get("status") or {}).get("admission") or {}).get("clusterQueue")
+    return f"admitted by Kueue's ClusterQueue {cluster_queue}" if cluster_queue else ""
 
 
 @dataclass
@@ -210,7 +233,7 @@ def plan_trainingjob(
         c.set("Succeeded", TRUE if ok else FALSE, reason, message)
         c.set("Failed", FALSE if ok else TRUE, "NotFailed" if ok else reason, "" if ok else message)
         c.set("Running", FALSE, "Completed" if ok else reason)
-        c.set("Queued", FALSE, "Admitted")
+        c.set("Queued", FALSE, "Admitted", kueue_admitted(obs.workload))
         status.phase = "Succeeded" if ok else "Failed"
         status.completion_time = rfc3339(completed)
         start = parse_time(status.start_time)
@@ -272,21 +295,18 @@ def plan_trainingjob(
             reason, message = failure_of(cond, obs.pods)
             finish(False, reason, message, parse_time(cond.get("lastTransitionTime")) or now)
         elif job["spec"].get("suspend"):
-            queue = job["metadata"].get("labels", {}).get("kueue.x-k8s.io/queue-name")
-            c.set(
-                "Queued",
-                TRUE,
-                "AwaitingAdmission",
-                f"the Job is suspended until Kueue admits it (queue {queue})" if queue else "the Job is suspended",
-            )
+            queue = job["metadata"].get("labels", {}).get(KUEUE_QUEUE_LABEL)
+            reason, message = kueue_waiting(obs.workload, queue)
+            c.set("Queued", TRUE, reason, message)
             c.set("Running", FALSE, "Suspended")
             status.phase = "Queued"
         else:
             running = _newest(obs.pods, "Running")
             pending = _newest(obs.pods, "Pending")
             stuck = stuck_reason(pending) if pending and not running else None
+            admitted = kueue_admitted(obs.workload)
             if running:
-                c.set("Queued", FALSE, "Admitted")
+                c.set("Queued", FALSE, "Admitted", admitted)
                 c.set(
                     "Running",
                     TRUE,
@@ -300,18 +320,16 @@ def plan_trainingjob(
                     plan.delete_job = True
                     finish(False, reason, f"pending for more than {config.stuck_pending_seconds:.0f}s: {message}", now)
                 else:
-                    c.set("Queued", TRUE, reason, message)
+                    # Admitted by Kueue (quota held) and still waiting for a node: both are said.
+                    c.set("Queued", TRUE, reason, "; ".join(filter(None, [admitted, message])))
                     c.set("Running", FALSE, reason)
                     status.phase = "Queued"
                     if not previous_queued or previous_queued.reason != reason:
                         plan.events.append(Event("Warning", reason, message))
             else:
-                c.set(
-                    "Queued",
-                    FALSE,
-                    "Admitted" if pending else "JobCreated",
-                    "the pod is starting" if pending else "waiting for the Job's pod",
-                )
+                pod_state = "the pod is starting" if pending else "waiting for the Job's pod"
+                message = "; ".join(filter(None, [admitted, pod_state]))
+                c.set("Queued", FALSE, "Admitted" if pending else "JobCreated", message)
                 c.set("Running", UNKNOWN, "Starting")
                 status.phase = "Pending"
     status.conditions = c.summarize_ready(("Succeeded",), negative=("Failed",))
@@ -412,7 +430,8 @@ def reconcile_trainingjob(
             name,
             lambda uri: kube.artifact_exists(namespace, uri),
         )
-    observed = TrainingObservation(job, pods, cache)
+    workload = kube.workload_of_job(namespace, str(job["metadata"].get("uid", ""))) if job else None
+    observed = TrainingObservation(job, pods, cache, workload=workload)
 
     def planned() -> TrainingPlan:
         return plan_trainingjob(

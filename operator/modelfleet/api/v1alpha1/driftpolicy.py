@@ -108,6 +108,11 @@ class DriftPolicySpec(ApiModel):
     """At most one retrain per cooldown."""
     budget: Budget = Field(default_factory=Budget)
     """Limits on retraining."""
+    retrain_priority_class: str | None = Field(
+        default=None, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+    )
+    """Kueue WorkloadPriorityClass of the retrains this policy starts (their training.workloadPriorityClass, in place
+    of the model's), e.g. one above routine runs so a drifted model's retrain is admitted first."""
     utilization: UtilizationRule | None = None
     """Idle-GPU rule for the serving pods."""
 

@@ -186,6 +186,11 @@ class Training(Placement):
     """Compute for the training pod."""
     queue_name: str | None = Field(default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     """Kueue LocalQueue; when set the Job is created suspended and Kueue admits it."""
+    workload_priority_class: str | None = Field(
+        default=None, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+    )
+    """Kueue WorkloadPriorityClass of the run (the Job's kueue.x-k8s.io/priority-class label): its place in the
+    queue, and which admitted runs it may preempt. Does not change the fingerprint."""
     max_retries: int = Field(default=2, ge=0, le=10)
     """Retries of a failed training pod (the Job's backoffLimit)."""
     timeout: Duration = "2h"
