@@ -22,13 +22,7 @@ if [ -n "${MODELFLEET_KUEUE_DIR:-}" ]; then
   echo "$MODELFLEET_KUEUE_DIR"; exit 0
 fi
 OUT="$CACHE_ROOT/kueue/$KUEUE_VERSION"
-complete "$OUT/bin" && { echo "$OUT/bin"; exit 0; }
-command -v go >/dev/null 2>&1 || die "step 'find Go toolchain': 'go' is not on PATH; install Go >= 1.26 (https://go.dev/doc/install)"
-
-mkdir -p "$CACHE_ROOT"
-exec 9>"$CACHE_ROOT/.kueue.lock"
-flock 9   # one build at a time; a second caller waits and then finds the result
-complete "$OUT/bin" && { echo "$OUT/bin"; exit 0; }
+reuse_or_lock kueue "$OUT/bin"
 mkdir -p "$OUT/bin" "$OUT/work"
 START=$(date +%s)
 say "building Kueue $KUEUE_VERSION into $OUT/bin (several minutes on two cores)"

@@ -28,13 +28,7 @@ if [ -n "${MODELFLEET_PROMETHEUS_DIR:-}" ]; then
   echo "$MODELFLEET_PROMETHEUS_DIR"; exit 0
 fi
 OUT="$CACHE_ROOT/prometheus/$PROMETHEUS_VERSION"
-complete "$OUT/bin" && { echo "$OUT/bin"; exit 0; }
-command -v go >/dev/null 2>&1 || die "step 'find Go toolchain': 'go' is not on PATH; install Go >= 1.26 (https://go.dev/doc/install)"
-
-mkdir -p "$CACHE_ROOT"
-exec 9>"$CACHE_ROOT/.prometheus.lock"
-flock 9   # one build at a time; a second caller waits and then finds the binaries
-complete "$OUT/bin" && { echo "$OUT/bin"; exit 0; }
+reuse_or_lock prometheus "$OUT/bin"
 WORK="$OUT/work/prometheus"
 mkdir -p "$OUT/bin"
 wrapper_module "$WORK" modelfleet.local/prometheus-binary

@@ -29,3 +29,18 @@ build_simple() {  # name module version package out_dir work_dir [ldflags]
   run "build $name $v" "$work/$name-build.log" \
     bash -c "cd '$work/$name' && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w $ldflags' -o '$out/$name' '$pkg'" || return 1
 }
+
+# reuse_or_lock NAME DIR: with a complete build in DIR (the caller's `complete DIR` says so), prints DIR and exits;
+# else takes NAME's build lock and looks again (a second caller waits for the first build, then reuses it), and
+# returns holding the lock with the Go toolchain checked.
+reuse_or_lock() {
+  local name=$1 dir=$2
+  complete "$dir" && { echo "$dir"; exit 0; }
+  command -v go >/dev/null 2>&1 \
+    || die "step 'find Go toolchain': 'go' is not on PATH; install Go >= 1.26 (https://go.dev/doc/install)"
+  mkdir -p "$CACHE_ROOT"
+  exec 9>"$CACHE_ROOT/.$name.lock"
+  flock 9
+  complete "$dir" && { echo "$dir"; exit 0; }
+  return 0
+}
