@@ -5,7 +5,8 @@
 #     run a real Prometheus that finds the dev cluster's pods with kubernetes_sd_configs),
 #   - versitygw, the S3 server of the object-storage tests, built from its Go module into the same cache,
 #   - Argo CD's health engine as a small program (hack/argocd-health.sh), for the health-check tests,
-#   - Kueue and its CRDs (hack/kueue.sh), which the dev cluster starts for the queueing tests.
+#   - Kueue and its CRDs (hack/kueue.sh), which the dev cluster starts for the queueing tests,
+#   - Karpenter's KWOK provider and its CRDs (hack/karpenter.sh), for the node-provisioning tests.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -14,9 +15,9 @@ PY := $(VENV)/bin/python
 STAMPS := .make
 PYTEST_ARGS ?=
 
-.PHONY: setup k8s-binaries versitygw argocd-health kueue prometheus images kind-up deploy kind-e2e kind-down manifests lint verify test test-unit test-integration demo clean
+.PHONY: setup k8s-binaries versitygw argocd-health kueue karpenter prometheus images kind-up deploy kind-e2e kind-down manifests lint verify test test-unit test-integration demo clean
 
-setup: $(STAMPS)/venv k8s-binaries versitygw argocd-health kueue prometheus
+setup: $(STAMPS)/venv k8s-binaries versitygw argocd-health kueue karpenter prometheus
 
 $(STAMPS)/venv: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,9 @@ argocd-health:
 
 kueue:
 	@bash hack/kueue.sh >/dev/null
+
+karpenter:
+	@bash hack/karpenter.sh >/dev/null
 
 prometheus:
 	@bash hack/prometheus.sh >/dev/null

@@ -38,6 +38,9 @@ def _dev_cluster(args: argparse.Namespace) -> int:
             for key, value in cluster.object_store(args.namespace).items():
                 print(f"{key}={value}")
             say("the operator also needs the Secret's AWS_* keys for presence checks: see docs/object-storage.md")
+        elif args.action == "karpenter":
+            cluster.karpenter(progress=say)
+            say("Karpenter runs; create a KWOKNodeClass and a NodePool (docs/karpenter.md)")
         elif args.action == "kueue":
             cluster.kueue(progress=say)
             say("Kueue runs; create a ResourceFlavor, a ClusterQueue and a LocalQueue (docs/kueue.md)")
@@ -136,10 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dc.add_argument(
         "action",
-        choices=["up", "down", "status", "kubeconfig", "s3", "kueue"],
+        choices=["up", "down", "status", "kubeconfig", "s3", "kueue", "karpenter"],
         help="s3: start the dev S3 server (versitygw) on demand, put its credentials Secret in each --namespace and "
-        "print the operator settings that make its bucket the default artifact store; kueue: start Kueue (built "
-        "from its Go module) on demand",
+        "print the operator settings that make its bucket the default artifact store; kueue, karpenter: start Kueue, "
+        "or Karpenter with its KWOK provider (each built from its Go module), on demand",
     )
     dc.add_argument("--namespace", action="append", default=[], help="with s3: where the credentials Secret goes")
     dc.add_argument(

@@ -509,20 +509,7 @@ class DevCluster:
             if self.sup.pid_of("kueue") is not None and ports.get("kueue_health"):
                 return
             directory = kueue.find_kueue()
-            crds = sorted((directory / "crds").glob("*.yaml"))
-            for crd in crds:
-                res = self.kubectl(
-                    "apply", "--server-side", "--field-manager=modelfleet-dev-cluster", "--force-conflicts", "-f",
-                    str(crd), check=False,
-                )  # fmt: skip
-                if res.returncode != 0:
-                    raise StartError(f"applying Kueue's CRD {crd.name} failed: {res.stderr.strip()}")
-            names = [f"crd/{plural}.{group}" for group, plural in (c.stem.split("_", 1) for c in crds)]
-            res = self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names, check=False)
-            if res.returncode != 0:
-                raise StartError(f"Kueue's CRDs were not established: {res.stderr.strip()}")
-            namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kueue.NAMESPACE}}
-            self.kubectl("apply", "-f", "-", input=json.dumps(namespace))
+            self._install_crds("Kueue", directory / "crds", kueue.NAMESPACE)
             cert_dir = self.state_dir / "kueue" / "certs"
             for where in (cert_dir, kueue.METRICS_CERT_DIR):
                 try:
@@ -549,12 +536,64 @@ class DevCluster:
             self._wait("kueue", lambda: _get_ok(f"http://127.0.0.1:{ports['kueue_health']}/readyz"))
             self.state_file.write_text(json.dumps(state, indent=2))
 
+    def _install_crds(self, what: str, directory: Path, namespace: str) -> None:
+        """Applies a component's CRDs server-side (some are too large for a client-side apply's annotation), waits
+        until they are established, and makes the component's namespace."""
+        crds = sorted(directory.glob("*.yaml"))
+        for crd in crds:
+            res = self.kubectl(
+                "apply", "--server-side", "--field-manager=modelfleet-dev-cluster", "--force-conflicts", "-f", str(crd),
+                check=False,
+            )  # fmt: skip
+            if res.returncode != 0:
+                raise StartError(f"applying {what}'s CRD {crd.name} failed: {res.stderr.strip()}")
+        names = [f"crd/{plural}.{group}" for group, plural in (c.stem.split("_", 1) for c in crds)]
+        res = self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names, check=False)
+        if res.returncode != 0:
+            raise StartError(f"{what}'s CRDs were not established: {res.stderr.strip()}")
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+        )
+
+    # -- Karpenter (on demand) -----------------------------------------------------------------------------------
+    def karpenter(self, progress: Callable[[str], None] = lambda _m: None) -> None:
+        """Starts Karpenter with its KWOK provider (built from its Go module) unless it runs: its CRDs, its namespace,
+        then the process, supervised like the others (`down` stops it). Waits for its readiness probe. NodePools and
+        KWOKNodeClasses are the user's to create; the nodes Karpenter makes are run by the dev cluster's KWOK."""
+        from modelfleet.devcluster import karpenter
+
+        with self._locked():
+            state = self._load()
+            if not state:
+                raise SetupError("no dev cluster here; run `modelfleet dev-cluster up` first")
+            ports = state.setdefault("ports", {})
+            if self.sup.pid_of("karpenter") is not None and ports.get("karpenter_health"):
+                return
+            directory = karpenter.find_karpenter()
+            self._install_crds("Karpenter", directory / "crds", karpenter.NAMESPACE)
+            ports["karpenter_metrics"], ports["karpenter_health"] = free_port(), free_port()
+            argv, env = karpenter.command(
+                directory / "karpenter-kwok",
+                self.state_dir,
+                self.kubeconfig,
+                metrics_port=ports["karpenter_metrics"],
+                health_port=ports["karpenter_health"],
+            )
+            progress(f"starting Karpenter ({directory / 'karpenter-kwok'})")
+            self.sup.start("karpenter", argv, env)
+            self._wait("karpenter", lambda: _get_ok(f"http://127.0.0.1:{ports['karpenter_health']}/readyz"))
+            self.state_file.write_text(json.dumps(state, indent=2))
+
     # -- down ----------------------------------------------------------------------------------------------------
     def down(self, purge: bool = False, progress: Callable[[str], None] = lambda _m: None) -> None:
         with self._locked():
-            # Kueue while the API server still answers it; the executor next, so it can stop its container
-            # processes gracefully; etcd last.
+            # Kueue and Karpenter while the API server still answers them; the executor next, so it can stop its
+            # container processes gracefully; etcd last.
             self.sup.stop("kueue")
+            self.sup.stop("karpenter")
             for component in reversed(COMPONENTS):
                 self.sup.stop(component, grace=20.0 if component == "executor" else 10.0)
             leftovers = self.sup.stop_all_marked()
