@@ -27,7 +27,7 @@ from typing import Any
 from modelfleet.devcluster.binaries import SetupError, find_binaries
 from modelfleet.devcluster.kubeconfig import write_kubeconfig
 from modelfleet.devcluster.pki import Pki, ensure_pki
-from modelfleet.devcluster.processes import Supervisor, free_port, port_is_free, tail
+from modelfleet.devcluster.processes import Supervisor, free_ports, port_is_free, tail
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "executor")
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -208,19 +208,21 @@ class DevCluster:
         """The ports of the last start where they are free, so the API server keeps its address (kubeconfigs and
         running clients keep working, as with a real cluster's stable endpoint); new ones where they are not."""
         recorded = self._recorded_ports() if reuse else {}
+        keys = ("etcd_client", "etcd_peer", "apiserver", "kcm", "scheduler", "kwok")
         ports: dict[str, int] = {}
-        for key in ("etcd_client", "etcd_peer", "apiserver", "kcm", "scheduler", "kwok"):
+        for key in keys:
             before = recorded.get(key)
             if before and before not in ports.values() and port_is_free(before):
                 ports[key] = before
-                continue
-            ports[key] = free_port()
-            if before and key == "apiserver":
+        missing = [k for k in keys if k not in ports]
+        for key, port in zip(missing, free_ports(len(missing), taken=set(ports.values())), strict=True):
+            ports[key] = port
+            if recorded.get(key) and key == "apiserver":
                 progress(
-                    f"the API server's port {before} is taken; it moves to {ports[key]} "
+                    f"the API server's port {recorded[key]} is taken; it moves to {port} "
                     "(the kubeconfig is rewritten; clients holding the old address must reload it)"
                 )
-        return ports
+        return {k: ports[k] for k in keys}
 
     def _start_all(self, bin_dir: Path, progress: Callable[[str], None], reuse_ports: bool = True) -> None:
         ensure_pki(self.pki.dir)
@@ -468,9 +470,10 @@ class DevCluster:
                     json.dumps({"access_key": f"mf{secrets.token_hex(8)}", "secret_key": secrets.token_urlsafe(30)})
                 )
             creds = json.loads(creds_file.read_text())
+            taken = set(state.get("ports", {}).values())
             port = int(state.get("ports", {}).get("s3") or 0)
             if self.sup.pid_of("versitygw") is None or not port:
-                port = port if port and port_is_free(port) else free_port()
+                port = port if port and port_is_free(port) else free_ports(1, taken=taken)[0]
                 argv, env = versitygw_command(port, self.state_dir / "s3" / "buckets", **creds)
                 (self.state_dir / "s3" / "buckets").mkdir(parents=True, exist_ok=True)
                 self.sup.start("versitygw", argv, env)
@@ -519,8 +522,8 @@ class DevCluster:
                         f"writing Kueue's serving certificate to {where} failed ({e}); Kueue reads its metrics "
                         "certificate from that fixed path, which needs root"
                     ) from e
-            for name in ("kueue_webhook", "kueue_health", "kueue_metrics"):
-                ports[name] = free_port()
+            names = ("kueue_webhook", "kueue_health", "kueue_metrics")
+            ports.update(zip(names, free_ports(len(names), taken=set(ports.values())), strict=True))
             config = kueue.write_configuration(
                 self.state_dir / "kueue" / "config.yaml",
                 kueue.configuration(
@@ -574,7 +577,8 @@ class DevCluster:
                 return
             directory = karpenter.find_karpenter()
             self._install_crds("Karpenter", directory / "crds", karpenter.NAMESPACE)
-            ports["karpenter_metrics"], ports["karpenter_health"] = free_port(), free_port()
+            names = ("karpenter_metrics", "karpenter_health")
+            ports.update(zip(names, free_ports(len(names), taken=set(ports.values())), strict=True))
             argv, env = karpenter.command(
                 directory / "karpenter-kwok",
                 self.state_dir,
