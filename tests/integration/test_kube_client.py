@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from modelfleet.artifact.objectstore import GCS_ENDPOINT_ENV, S3Uri
 from modelfleet.clients.kube import Kube as ApiKube
 from modelfleet.clients.kube import api_client
+from modelfleet.devcluster.processes import free_port
+from modelfleet.devcluster.s3 import S3Server
+from modelfleet.trainer.output import write_artifact
 from tests.samples import sample
 from tests.support import Kube
 
@@ -76,3 +82,27 @@ def test_events_and_metadata_patches_hand_their_connection_back(
         client.patch_metadata("driftpolicies", namespace, "a", {"annotations": {"tested": str(i)}})
     assert opened() == before
     assert len(kube.items("events", namespace, field_selector="reason=Tested")) == 10
+
+
+def test_a_gs_artifact_is_found_by_one_head_on_googles_api_and_missed_once_deleted(
+    kubeconfig: Path, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache-hit presence check for gs:// goes to the gs:// endpoint (a versitygw signing for region "auto" stands
+    in for Google's XML API), never to the operator's S3 endpoint, which answers nothing here."""
+    google = S3Server(tmp_path / "google", region="auto").start()
+    try:
+        google.make_bucket("gcs-models")
+        monkeypatch.setenv(GCS_ENDPOINT_ENV, google.endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", google.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", google.secret_key)
+        client = ApiKube(api_client(str(kubeconfig)), s3_endpoint=f"http://127.0.0.1:{free_port()}")
+        uri = "gs://gcs-models/fleet/m/v1"
+        assert client.artifact_exists(namespace, uri) is False
+        directory = tmp_path / "artifact"
+        write_artifact(directory, lambda d: (d / "model.bin").write_bytes(b"weights"))
+        google.store().upload_artifact(directory, uri)
+        assert client.artifact_exists(namespace, uri) is True
+        google.store().remove_prefix(S3Uri.parse(uri))
+        assert client.artifact_exists(namespace, uri) is False
+    finally:
+        google.stop()
