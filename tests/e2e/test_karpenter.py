@@ -111,3 +111,47 @@ def test_a_pending_gpu_run_gets_a_node_from_karpenter_and_the_empty_node_goes(
         print(f"\nKarpenter: pending -> node Ready {provisioned:.1f} s; run finished -> node gone {removed:.1f} s")
     finally:
         kube.run("delete", "nodepool", pool, "--ignore-not-found", "--wait=false", check=False)
+
+
+def test_a_run_no_instance_type_can_hold_stays_unschedulable_with_the_schedulers_message(
+    karpenter: None, kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    """16 GPUs in one pod: no instance type the pool offers has that many, so Karpenter creates nothing and the run
+    stays Queued/Unschedulable with the scheduler's own message."""
+    claim(kube, namespace, "datasets")
+    claim(kube, namespace, "model-store")
+    pool = f"gpu-{hashlib.sha256(namespace.encode()).hexdigest()[:10]}"
+    kube.apply(pool_objects(pool), None)
+    try:
+        run = gpu_trainingjob("too-big", 16)
+        run["spec"]["training"]["nodeSelector"] = {POOL_LABEL: pool}
+        kube.apply(run, namespace)
+        queued = wait_for(
+            lambda: (
+                (t := kube.get("tj", "too-big", namespace))
+                and (c := condition(t, "Queued"))
+                and c.get("reason") == "Unschedulable"
+                and t
+            ),
+            90,
+            "the run to be Unschedulable",
+        )
+        assert queued["status"]["phase"] == "Queued", dump(queued["status"])
+        assert "didn't match Pod's node affinity/selector" in (condition(queued, "Queued") or {})["message"]
+        # Karpenter's own word on the pod (an Event it posts after its scheduling simulation), then nothing made.
+        said = wait_for(
+            lambda: [
+                e
+                for e in kube.items("events", namespace)
+                if e["involvedObject"].get("kind") == "Pod"
+                and e["involvedObject"].get("name", "").startswith("too-big")
+                and "karpenter" in ((e.get("source") or {}).get("component") or e.get("reportingComponent") or "")
+            ],
+            90,
+            "Karpenter's Event on the pod",
+        )
+        assert any("nodepool" in e.get("message", "").lower() for e in said), dump(said)
+        assert kube.items("nodeclaims", selector=f"karpenter.sh/nodepool={pool}") == []
+        assert pool_nodes(kube, pool) == []
+    finally:
+        kube.run("delete", "nodepool", pool, "--ignore-not-found", "--wait=false", check=False)

@@ -1,7 +1,8 @@
 """The watches: every event of our four kinds and of the children we made (Jobs, pods, Deployments, selected by
 our managed-by label on the API server, so other workloads never reach this process) goes to the controller, which
 keeps it in the cache and queues the reconciles it touches. These handlers carry no finalizer and write nothing:
-deleting a model, or its namespace, while the operator is down completes at once."""
+deleting a model, or its namespace, while the operator is down completes at once. Kueue's Workloads are watched too
+where Kueue is installed (watch_workloads)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ for _kind, _resource in WATCHED.items():
     kopf.on.event(*_resource, id=f"watch-{_kind.lower()}")(_observer(_kind))
 
 WORKLOADS = (KUEUE_GROUP, KUEUE_VERSION, "workloads")
+_workloads_watched = False
 
 
 def watch_workloads() -> None:
@@ -43,4 +45,7 @@ def watch_workloads() -> None:
     serves them: operator_main registers this after discovery, so a cluster without Kueue is never asked for them.
     Kueue does not copy our labels onto a Workload, so the watch is not filtered; the cache keeps a few fields of
     each, and only Workloads owned by our Jobs queue a pass."""
-    kopf.on.event(*WORKLOADS, id="watch-workload")(_observer("Workload"))
+    global _workloads_watched
+    if not _workloads_watched:  # once per process, however often the operator is started in it
+        kopf.on.event(*WORKLOADS, id="watch-workload")(_observer("Workload"))
+        _workloads_watched = True
