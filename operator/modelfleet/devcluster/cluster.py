@@ -505,12 +505,10 @@ class DevCluster:
         from modelfleet.devcluster.pki import issue_loopback_serving_cert
 
         with self._locked():
-            state = self._load()
-            if not state:
-                raise SetupError("no dev cluster here; run `modelfleet dev-cluster up` first")
-            ports = state.setdefault("ports", {})
-            if self.sup.pid_of("kueue") is not None and ports.get("kueue_health"):
+            state = self._state_to_start("kueue", "kueue_health")
+            if state is None:
                 return
+            ports = state["ports"]
             directory = kueue.find_kueue()
             self._install_crds("Kueue", directory / "crds", kueue.NAMESPACE)
             cert_dir = self.state_dir / "kueue" / "certs"
@@ -538,6 +536,17 @@ class DevCluster:
             self.sup.start("kueue", argv, env)
             self._wait("kueue", lambda: _get_ok(f"http://127.0.0.1:{ports['kueue_health']}/readyz"))
             self.state_file.write_text(json.dumps(state, indent=2))
+
+    def _state_to_start(self, component: str, health_port: str) -> dict[str, Any] | None:
+        """The cluster's state, to start an on-demand `component` with (its `ports` map present); None when it runs
+        already. Called with the cluster's lock held."""
+        state = self._load()
+        if not state:
+            raise SetupError("no dev cluster here; run `modelfleet dev-cluster up` first")
+        state.setdefault("ports", {})
+        if self.sup.pid_of(component) is not None and state["ports"].get(health_port):
+            return None
+        return state
 
     def _install_crds(self, what: str, directory: Path, namespace: str) -> None:
         """Applies a component's CRDs server-side (some are too large for a client-side apply's annotation), waits
@@ -569,12 +578,10 @@ class DevCluster:
         from modelfleet.devcluster import karpenter
 
         with self._locked():
-            state = self._load()
-            if not state:
-                raise SetupError("no dev cluster here; run `modelfleet dev-cluster up` first")
-            ports = state.setdefault("ports", {})
-            if self.sup.pid_of("karpenter") is not None and ports.get("karpenter_health"):
+            state = self._state_to_start("karpenter", "karpenter_health")
+            if state is None:
                 return
+            ports = state["ports"]
             directory = karpenter.find_karpenter()
             self._install_crds("Karpenter", directory / "crds", karpenter.NAMESPACE)
             names = ("karpenter_metrics", "karpenter_health")
