@@ -281,6 +281,7 @@ def test_the_numeric_fast_path_gives_exactly_the_pipelines_answers(tmp_path: Pat
     features = [(f["name"], f["type"]) for f in feature_spec(kind)]
     predictor = SklearnPredictor.load(tmp_path / "artifact", features)
     assert predictor.fast is not None  # all-numeric: the numpy path is used
+    assert predictor.compiled is not None  # and the estimator runs as numpy too (artifact/forest.py, linear.py)
     loaded = data_mod.load(TrainingJobSpec.model_validate(training).dataset)
     from modelfleet.artifact.tabular import as_matrix
 

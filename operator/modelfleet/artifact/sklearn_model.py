@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from modelfleet.artifact.forest import CompiledForest
+from modelfleet.artifact.linear import CompiledLinear
 from modelfleet.artifact.tabular import Columns, as_matrix
 
 MODEL_FILE = "model.skops"
@@ -97,7 +98,10 @@ class SklearnPredictor:
         self.fast = numeric_fast_path(pipeline, self.features)
         self.has_proba = self.classes is not None and hasattr(pipeline, "predict_proba")
         self.bare = not hasattr(pipeline, "steps")  # an estimator without our preprocessing (a pinned pickle)
-        self.forest = CompiledForest.compile(pipeline if self.bare else pipeline[-1])
+        # The estimator as a few numpy operations when it can be (tree ensembles, linear models): same answers,
+        # without scikit-learn's per-call checks, which dominate one-row requests.
+        estimator = pipeline if self.bare else pipeline[-1]
+        self.compiled = CompiledForest.compile(estimator) or CompiledLinear.compile(estimator)
 
     @classmethod
     def load(cls, directory: Path, features: Sequence[tuple[str, str]]) -> SklearnPredictor:
@@ -119,11 +123,12 @@ class SklearnPredictor:
             X = (np.where(np.isnan(X), fill, X) - mean) / scale
         else:
             X, estimator = self.pipeline[:-1].transform(X), self.pipeline[-1]
-        forest = self.forest if self.forest is not None and np.isfinite(X).all() else None
+        # Non-finite input takes scikit-learn's path, which decides what it means (or refuses it).
+        compiled = self.compiled if self.compiled is not None and np.isfinite(X).all() else None
         if self.has_proba:
             # One pass: a classifier's predict is the class of highest probability (as scikit-learn computes it).
-            proba = forest.predict_proba(X) if forest is not None else estimator.predict_proba(X)
+            proba = compiled.predict_proba(X) if compiled is not None else estimator.predict_proba(X)
             return np.asarray(estimator.classes_)[proba.argmax(axis=1)], proba
-        if forest is not None:
-            return forest.predict_proba(X)[:, 0], None
+        if compiled is not None:
+            return compiled.predict_proba(X)[:, 0], None
         return estimator.predict(X), None
