@@ -11,7 +11,10 @@
    sustained for its `for`, retrains on the data as it is now (a TrainingJob with reason drift, never a cache hit),
    version 2 is served, and the same traffic is no longer drift for it;
 7. GPU training on the simulated GPU nodes: one GPU is scheduled (its utilisation read from DCGM series), sixteen
-   stay Queued/Unschedulable — what a cluster autoscaler acts on.
+   stay Queued/Unschedulable — what a cluster autoscaler acts on;
+8. GPU training through the real Kueue and Karpenter (both built from their Go modules): two 4-GPU runs against a
+   4-GPU ClusterQueue; one is admitted, the other waits on quota in Kueue's words; Karpenter provisions a GPU node for
+   the admitted one, it is scheduled there and runs, the other is admitted after it, and the empty node is removed.
 It ends with `modelfleet status` and draws drift and versions over time into docs/demo.png.
 """
 
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from tests.datasets import feature_spec, write  # noqa: E402
 
 from modelfleet.devcluster import ClusterConfig, DevCluster, SetupError, default_state_dir  # noqa: E402
+from modelfleet.devcluster.cluster import GPU_TAINT  # noqa: E402
 from modelfleet.devcluster.dcgm import serve as serve_dcgm  # noqa: E402
 from modelfleet.devcluster.processes import free_port  # noqa: E402
 from modelfleet.devcluster.prometheus import PrometheusServer, pod_scrape_job, static_job  # noqa: E402
@@ -65,12 +69,19 @@ def wait(fn: Callable[[], T | None], timeout: float, what: str) -> T:
 
 def main() -> int:
     cluster = DevCluster(ClusterConfig(state_dir=default_state_dir()))
-    say("1/7 bringing up the local control plane (etcd, kube-apiserver, controllers, scheduler, KWOK, executor)")
+    say("1/8 bringing up the local control plane (etcd, kube-apiserver, controllers, scheduler, KWOK, executor)")
     try:
         cluster.up(progress=lambda m: say(f"     {m}"))
     except SetupError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 1
+    try:  # before the operator, which asks discovery for Kueue's Workloads when it starts
+        cluster.kueue(progress=lambda m: say(f"     {m}"))
+        cluster.karpenter(progress=lambda m: say(f"     {m}"))
+    except SetupError as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 1
+    say("     Kueue and Karpenter (KWOK provider) running")
 
     def kubectl(*args: str, input: str | None = None) -> str:
         return cluster.kubectl(*args, input=input).stdout
@@ -85,7 +96,7 @@ def main() -> int:
     def apply(obj: dict[str, Any]) -> None:
         kubectl("apply", "-n", NS, "-f", "-", input=json.dumps(obj))
 
-    say("2/7 installing the CRDs; starting Prometheus, a DCGM stand-in exporter and the operator")
+    say("2/8 installing the CRDs; starting Prometheus, a DCGM stand-in exporter and the operator")
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=modelfleet")
     dcgm_values = cluster.state_dir / "dcgm-values.json"
@@ -132,7 +143,7 @@ def main() -> int:
         kubectl("create", "namespace", NS)
         wait(lambda: cluster.kubectl("get", "sa", "default", "-n", NS, check=False).returncode == 0, 60, "namespace")
         story_started = time.time()
-        say("3/7 a scikit-learn MLModel on real data and its DriftPolicy: trained and served on the executor node")
+        say("3/8 a scikit-learn MLModel on real data and its DriftPolicy: trained and served on the executor node")
         dirs = {}
         for claim in ("datasets", "model-store"):
             apply(
@@ -209,7 +220,7 @@ def main() -> int:
             f"true labels {labels}"
         )
 
-        say("4/7 the same training spec as a TrainingJob of its own: a cache hit, no second Job")
+        say("4/8 the same training spec as a TrainingJob of its own: a cache hit, no second Job")
         again = {
             "apiVersion": "modelfleet.io/v1alpha1",
             "kind": "TrainingJob",
@@ -223,7 +234,7 @@ def main() -> int:
         hit = wait(lambda: (t := get("tj", "rerun")) and cond(t, "Succeeded").get("status") == "True" and t, 60, "hit")
         say(f"     {cond(hit, 'CacheHit').get('message')}")
 
-        say("5/7 traffic like the training data: evaluated, no drift")
+        say("5/8 traffic like the training data: evaluated, no drift")
         send(ip, dataset, TRAFFIC_ROWS)
         quiet = wait(
             lambda: (
@@ -241,7 +252,7 @@ def main() -> int:
             f"<= {PSI_THRESHOLD}: no drift"
         )
 
-        say("6/7 the world changes: mean_radius shifts by 3 standard deviations, in the data and in the traffic")
+        say("6/8 the world changes: mean_radius shifts by 3 standard deviations, in the data and in the traffic")
         write("breast_cancer", dataset, shift={"mean_radius": 3.0})
         send(ip, dataset, TRAFFIC_ROWS)
         detected = wait(
@@ -281,7 +292,7 @@ def main() -> int:
         for line in events(kubectl, f"{MODEL}-drift") + events(kubectl, MODEL):
             say(f"     event  {line}")
 
-        say("7/7 GPU training on the simulated GPU nodes")
+        say("7/8 GPU training on the simulated GPU nodes")
         for name, gpus in (("gpu-train", 1), ("gpu-too-big", 16)):
             apply(gpu_trainingjob(name, gpus))
 
@@ -312,6 +323,9 @@ def main() -> int:
         )
         say(f"     16 GPUs: Queued/Unschedulable: {cond(queued, 'Queued')['message']}")
 
+        say("8/8 GPU training through Kueue (quota) and Karpenter (nodes)")
+        kueue_and_karpenter(kubectl, get, cond, apply)
+
         time.sleep(3)  # one more scrape of the last state for the picture
         draw(prometheus.url, story_started, time.time())
         print()
@@ -333,6 +347,136 @@ def main() -> int:
         "stop it with `.venv/bin/modelfleet dev-cluster down`"
     )
     return 0
+
+
+POOL = "demo-gpu"
+POOL_LABEL = "modelfleet.io/pool"
+
+
+def queue_and_pool() -> list[dict[str, Any]]:
+    """A ResourceFlavor whose node labels are a Karpenter NodePool's (Kueue puts them on the Job it admits, so the
+    pod can only land on a node of that pool), a 4-GPU ClusterQueue, and the NodePool of simulated GPU machines,
+    removed once empty."""
+    kueue = "kueue.x-k8s.io/v1beta2"
+    quota = [{"name": "cpu", "nominalQuota": "64"}, {"name": "memory", "nominalQuota": "512Gi"}]
+    return [
+        {
+            "apiVersion": kueue,
+            "kind": "ResourceFlavor",
+            "metadata": {"name": POOL},
+            "spec": {"nodeLabels": {POOL_LABEL: POOL}},
+        },
+        {
+            "apiVersion": kueue,
+            "kind": "ClusterQueue",
+            "metadata": {"name": POOL},
+            "spec": {
+                "namespaceSelector": {},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu", "memory", "nvidia.com/gpu"],
+                        "flavors": [
+                            {"name": POOL, "resources": [*quota, {"name": "nvidia.com/gpu", "nominalQuota": "4"}]}
+                        ],
+                    }
+                ],
+            },
+        },
+        {"apiVersion": "karpenter.kwok.sh/v1alpha1", "kind": "KWOKNodeClass", "metadata": {"name": POOL}},
+        {
+            "apiVersion": "karpenter.sh/v1",
+            "kind": "NodePool",
+            "metadata": {"name": POOL},
+            "spec": {
+                "template": {
+                    "metadata": {"labels": {POOL_LABEL: POOL}},
+                    "spec": {
+                        "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": POOL},
+                        "requirements": [
+                            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["sim-gpu-4x"]}
+                        ],
+                        "taints": [GPU_TAINT],
+                        "expireAfter": "Never",
+                    },
+                },
+                "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "0s"},
+                "limits": {"nvidia.com/gpu": "8"},
+            },
+        },
+    ]
+
+
+def kueue_and_karpenter(
+    kubectl: Callable[..., str],
+    get: Callable[[str, str], dict[str, Any]],
+    cond: Callable[[dict[str, Any], str], dict[str, Any]],
+    apply: Callable[[dict[str, Any]], None],
+) -> None:
+    """Step 8: two 4-GPU runs against a 4-GPU quota, on nodes Karpenter makes and removes, with the times."""
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": queue_and_pool()}))
+    apply(
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "LocalQueue",
+            "metadata": {"name": "gpu"},
+            "spec": {"clusterQueue": POOL},
+        }
+    )
+    runs = ("gpu-queued-a", "gpu-queued-b")
+    started = time.monotonic()
+    for name in runs:
+        run = gpu_trainingjob(name, 4)
+        run["spec"]["training"]["queueName"] = "gpu"
+        apply(run)
+
+    def queued(name: str) -> dict[str, Any]:
+        return cond(get("tj", name), "Queued")
+
+    def split() -> tuple[str, str] | None:
+        words = {name: queued(name).get("message", "") for name in runs}
+        admitted = [n for n in runs if "admitted by Kueue's ClusterQueue" in words[n]]
+        waiting = [n for n in runs if queued(n).get("reason") == "Pending"]
+        return (admitted[0], waiting[0]) if len(admitted) == 1 and len(waiting) == 1 else None
+
+    first, second = wait(split, 60, "one run admitted and one waiting on quota")
+    say(f"     {first}: {queued(first)['message']}")
+    say(f"     {second}: Queued/{queued(second)['reason']}: {queued(second)['message']}")
+
+    def pool_nodes(ready_only: bool = True) -> list[dict[str, Any]]:
+        nodes = json.loads(kubectl("get", "nodes", "-l", f"{POOL_LABEL}={POOL}", "-o", "json"))["items"]
+        return [
+            n
+            for n in nodes
+            if not ready_only
+            or any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions") or [])
+        ]
+
+    node = wait(lambda: (ns := pool_nodes()) and ns[0], 120, "Karpenter's node")
+    say(
+        f"     Karpenter: NodeClaim -> node {node['metadata']['name']} "
+        f"({node['metadata']['labels']['node.kubernetes.io/instance-type']}, "
+        f"{node['status']['allocatable']['nvidia.com/gpu']} GPUs) Ready "
+        f"{time.monotonic() - started:.1f}s after the runs were applied"
+    )
+    for name in (first, second):
+        done = wait(
+            lambda n=name: (t := get("tj", n)) and cond(t, "Failed").get("status") == "True" and t,
+            180,
+            f"{name} to end",
+        )
+        pod = json.loads(kubectl("get", "pods", "-n", NS, "-l", f"modelfleet.io/trainingjob={name}", "-o", "json"))[
+            "items"
+        ]
+        say(
+            f"     {name} scheduled to {pod[0]['spec'].get('nodeName') if pod else '?'}, ran and ended "
+            f"({cond(done, 'Failed').get('reason')}: KWOK runs no trainer)"
+        )
+    emptied = time.monotonic()
+    wait(lambda: not pool_nodes(ready_only=False), 180, "Karpenter to remove the empty node")
+    say(
+        f"     the node was empty; Karpenter removed it {time.monotonic() - emptied:.1f}s later "
+        "(consolidation WhenEmpty)"
+    )
 
 
 def serving_ip(kubectl: Callable[..., str], version: int) -> str:
