@@ -92,6 +92,19 @@ def has_condition(obj: dict[str, Any] | None, ctype: str, status: str = "True") 
 
 # Operator logs of the running test session, attached to failing integration tests' reports (see conftest.py).
 OPERATOR_LOGS: list[Path] = []
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, 30 s to go, then SIGKILL."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 # Every operator a test started; the session stops any that a failed test left running (see conftest.py).
 OPERATORS: list[OperatorProcess] = []
 
@@ -152,13 +165,7 @@ class OperatorProcess:
         return self.proc.wait(timeout=timeout)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def metrics(self) -> str | None:
         import urllib.error
@@ -204,3 +211,54 @@ def service_account_kubeconfig(kube: Kube, namespace: str, account: str, path: P
         context["context"]["namespace"] = namespace
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+class GatewayProcess:
+    """`python -m modelfleet.gateway` for one namespace as a subprocess against the test cluster; its log is scanned
+    for tracebacks like the operators'."""
+
+    def __init__(self, kubeconfig: Path, log: Path, namespace: str, *extra: str) -> None:
+        from modelfleet.devcluster.processes import free_port
+
+        self.kubeconfig, self.log, self.namespace, self.extra = kubeconfig, log, namespace, extra
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        OPERATOR_LOGS.append(log)
+
+    def start(self) -> GatewayProcess:
+        import os
+        import sys
+        import urllib.error
+        import urllib.request
+
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "modelfleet.gateway",
+                    *("--namespace", self.namespace, "--host", "127.0.0.1", "--port", str(self.port)),
+                    *self.extra,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the gateway exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
+                    return bool(r.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+
+        wait_for(up, 60, "the gateway's /healthz")
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc)

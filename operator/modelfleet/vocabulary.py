@@ -15,6 +15,9 @@ LABEL_TRAININGJOB = "modelfleet.io/trainingjob"
 LABEL_FINGERPRINT = "modelfleet.io/fingerprint"
 LABEL_JOB_NAME = "batch.kubernetes.io/job-name"  # set on a Job's pods by the Job controller
 MANAGED_BY = {"app.kubernetes.io/managed-by": "modelfleet-operator"}  # on every child and its pods
+# The component label of a canary's pods: not `serving`, so the model's Deployment, Service and PDB (which select
+# component=serving) never take them; the gateway selects both.
+CANARY_COMPONENT = "serving-canary"
 LEGACY_FINALIZER = "modelfleet.io/finalizer"  # put on MLModels and TrainingJobs by versions before 0.2
 KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
 KUEUE_JOB_UID = "kueue.x-k8s.io/job-uid"  # Kueue's label on the Workload it makes for a Job

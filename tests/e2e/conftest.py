@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support import Kube, OperatorProcess, wait_for
+from modelfleet.devcluster.prometheus import PrometheusServer, pod_scrape_job, static_job
+from tests.support import GatewayProcess, Kube, OperatorProcess, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +61,46 @@ def jobs_of(kube: Kube, namespace: str, trainingjob: str) -> list[dict[str, obje
 
 def dump(obj: object) -> str:
     return json.dumps(obj, indent=1)[:3000]
+
+
+@dataclass
+class WatchedNamespace:
+    """A namespace-scoped operator that reads a real Prometheus (which scrapes the namespace's pods), and, when
+    asked for, the namespace's gateway, scraped too."""
+
+    operator: OperatorProcess
+    prometheus: PrometheusServer
+    gateway: GatewayProcess | None
+
+
+@contextmanager
+def watched_namespace(
+    kubeconfig: Path,
+    namespace: str,
+    state: Path,
+    *,
+    gateway: bool = False,
+    scrape_jobs: Sequence[dict[str, Any]] | None = None,
+) -> Iterator[WatchedNamespace]:
+    """Starts them (the gateway first: Prometheus is told its port), stops them in reverse order. `scrape_jobs`
+    replaces the pod scrape job."""
+    gw = GatewayProcess(kubeconfig, state / "gateway.log", namespace).start() if gateway else None
+    jobs = list(scrape_jobs) if scrape_jobs is not None else [pod_scrape_job(kubeconfig, interval="1s")]
+    if gw is not None:
+        jobs.append(static_job("modelfleet-gateway", [f"127.0.0.1:{gw.port}"], {"namespace": namespace}, interval="1s"))
+    prom = PrometheusServer(state / "prometheus", jobs).start()
+    op = OperatorProcess(
+        kubeconfig,
+        state / "operator.log",
+        "--namespace",
+        namespace,
+        env={"MODELFLEET_PROMETHEUS_URL": prom.url, "MODELFLEET_ACTIVITY_SECONDS": "1"},
+    )
+    try:
+        op.start()
+        yield WatchedNamespace(op, prom, gw)
+    finally:
+        op.stop()
+        prom.stop()
+        if gw is not None:
+            gw.stop()

@@ -6,14 +6,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from modelfleet.devcluster.prometheus import PrometheusServer, pod_scrape_job
 from tests.argocd import check_health
 from tests.datasets import write
-from tests.e2e.conftest import claim, dump, events
+from tests.e2e.conftest import claim, dump, events, watched_namespace
 from tests.e2e.test_serving import infer, serving_pod_ip
 from tests.e2e.test_training import TRAIN_TIMEOUT, model_manifest
 from tests.runtime.test_server import rows, v2_inputs
-from tests.support import Kube, OperatorProcess, condition, has_condition, wait_for
+from tests.support import Kube, condition, has_condition, wait_for
 
 NAME = "sleepy"
 
@@ -26,15 +25,8 @@ def replicas(kube: Kube, namespace: str) -> int | None:
 def test_idle_model_scales_to_zero_and_back_on_request(
     kube: Kube, crds: Path, kubeconfig: Path, namespace: str, tmp_path: Path
 ) -> None:
-    prom = PrometheusServer(tmp_path / "prometheus", [pod_scrape_job(kubeconfig, interval="1s")]).start()
-    op = OperatorProcess(
-        kubeconfig,
-        tmp_path / "operator.log",
-        "--namespace",
-        namespace,
-        env={"MODELFLEET_PROMETHEUS_URL": prom.url, "MODELFLEET_ACTIVITY_SECONDS": "1"},
-    ).start()
-    try:
+    with watched_namespace(kubeconfig, namespace, tmp_path) as watched:
+        prom = watched.prometheus
         data = claim(kube, namespace, "datasets")
         claim(kube, namespace, "model-store")
         write("breast_cancer", data / "breast_cancer.csv")
@@ -73,6 +65,3 @@ def test_idle_model_scales_to_zero_and_back_on_request(
         out = infer(serving_pod_ip(kube, namespace, NAME, 1), NAME, v2_inputs(cols))
         assert len(out["outputs"][0]["data"]) == 5
         assert any(e.startswith("ScaledUp:") for e in events(kube, namespace, NAME))
-    finally:
-        op.stop()
-        prom.stop()

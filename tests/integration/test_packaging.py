@@ -17,7 +17,7 @@ import yaml
 from modelfleet.api.access import APPROVER, EDITOR
 from modelfleet.api.rbac import CLUSTER_RULES, RULES
 from modelfleet.devcluster.binaries import find_binaries
-from tests.support import Kube
+from tests.support import Kube, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "modelfleet"
@@ -192,6 +192,41 @@ def test_rendered_chart_applies_to_the_cluster(kube: Kube, crds: Path, release_n
         assert kube.get("networkpolicy", f"{release}-operator", release_namespace)
     finally:
         kube.run("delete", "clusterrole,clusterrolebinding", f"{release}-operator", "--ignore-not-found", check=False)
+
+
+def test_the_gateway_is_one_per_listed_namespace_and_may_do_only_what_it_needs(
+    kube: Kube, release_namespace: str
+) -> None:
+    """gateway.namespaces: a ServiceAccount, Role, RoleBinding, Deployment and Service in each listed namespace and
+    nowhere else; applied for real (the Deployment by server-side dry run: its pod would run on the executor), its
+    account may list and watch pods and MLModels and patch MLModels (the scale-up annotation), and nothing more."""
+    assert not [d for d in template() if "gateway" in d["metadata"]["name"]]  # off by default
+    docs = [
+        d
+        for d in template("--set", f"gateway.namespaces={{{release_namespace}}}")
+        if "gateway" in d["metadata"]["name"]
+    ]
+    assert sorted(d["kind"] for d in docs) == ["Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    assert {d["metadata"]["namespace"] for d in docs} == {release_namespace}
+    (deployment,) = by_kind(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "modelfleet.gateway"]
+    assert f"--namespace={release_namespace}" in container["args"]
+    _apply(kube, [d for d in docs if d["kind"] != "Deployment"])
+    _apply(kube, by_kind(docs, "Deployment"), "--dry-run=server")
+    account = f"system:serviceaccount:{release_namespace}:modelfleet-gateway"
+
+    def can(verb: str, resource: str) -> bool:
+        res = kube.run("auth", "can-i", verb, resource, "-n", release_namespace, f"--as={account}", check=False)
+        return res.stdout.strip() == "yes"
+
+    # The API server's authorizer learns new Roles from a watch: allowed within a few seconds, not at once.
+    allowed = [(v, "pods") for v in ("list", "watch", "get")] + [
+        (v, "mlmodels.modelfleet.io") for v in ("list", "watch", "patch")
+    ]
+    wait_for(lambda: all(can(v, r) for v, r in allowed), 30, "the gateway's Role to take effect")
+    assert not any(can(v, r) for v, r in [("delete", "pods"), ("get", "secrets"), ("update", "deployments.apps")])
+    assert not can("delete", "mlmodels.modelfleet.io")
 
 
 def test_kustomize_install_applies_to_the_cluster(kube: Kube, crds: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from typing import Any
@@ -18,7 +19,7 @@ from modelfleet.builders.training import (
     restricted_security,
 )
 from modelfleet.config import OperatorConfig
-from modelfleet.vocabulary import owner_reference, pvc_claim
+from modelfleet.vocabulary import CANARY_COMPONENT, owner_reference, pvc_claim
 
 SERVER_CONTAINER = "server"
 SERVER_PORT = 8080
@@ -230,3 +231,30 @@ def desired_serving(
     digest = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()[:16]
     objects[0]["metadata"]["annotations"] = {DESIRED_HASH: digest}
     return objects
+
+
+def canary_name(name: str) -> str:
+    return f"{name}-canary"
+
+
+def desired_canary(
+    *, name: str, namespace: str, uid: str, spec: MLModelSpec, version: TrainedVersion, config: OperatorConfig
+) -> dict[str, Any]:
+    """The Deployment of a canary (serving.rollout.strategy Canary): the model's serving Deployment for `version`,
+    one replica, named <model>-canary, its pods labelled component=serving-canary so that the model's Service, PDB
+    and Deployment (which select component=serving) never take them; the gateway sends them their share."""
+    deployment = copy.deepcopy(
+        desired_serving(
+            name=name, namespace=namespace, uid=uid, spec=spec, version=version, config=config, pinned_replicas=1
+        )[0]
+    )
+    deployment["metadata"]["name"] = canary_name(name)
+    deployment["metadata"]["labels"]["app.kubernetes.io/component"] = CANARY_COMPONENT
+    deployment["spec"]["selector"] = {
+        "matchLabels": {LABEL_MODEL: name, "app.kubernetes.io/component": CANARY_COMPONENT}
+    }
+    deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] = CANARY_COMPONENT
+    deployment["metadata"]["annotations"] = {}
+    digest = hashlib.sha256(json.dumps(deployment, sort_keys=True).encode()).hexdigest()[:16]
+    deployment["metadata"]["annotations"] = {DESIRED_HASH: digest}
+    return deployment

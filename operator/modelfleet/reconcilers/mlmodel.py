@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,13 +22,14 @@ from modelfleet.api.v1alpha1.mlmodel import (
 )
 from modelfleet.api.v1alpha1.shared import LOWER_IS_BETTER, Validation
 from modelfleet.api.v1alpha1.trainingjob import TrainingResult
-from modelfleet.builders.serving import DESIRED_HASH, desired_serving, endpoint
+from modelfleet.builders.serving import DESIRED_HASH, canary_name, desired_canary, desired_serving, endpoint
 from modelfleet.builders.training import LABEL_FINGERPRINT, LABEL_MODEL, LABEL_TEAM, LABEL_VERSION, training_fingerprint
 from modelfleet.clients.ports import Cluster
 from modelfleet.config import OperatorConfig
 from modelfleet.errors import InvalidSpec
 from modelfleet.faults import crash_point
 from modelfleet.metrics import GPU_HOURS
+from modelfleet.reconcilers.canary import CanaryReading, plan_canary, promoted, step_due
 from modelfleet.reconcilers.common import check_training
 from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.reconcilers.records import LABEL_MODEL_UID, desired_record, documentation
@@ -37,7 +38,7 @@ from modelfleet.reconcilers.serving import choose_version, rollout_complete, rol
 from modelfleet.reconcilers.trainingjob import ARTIFACT_STORE_UNAVAILABLE
 from modelfleet.reconcilers.utilization import Activity
 from modelfleet.status.conditions import FALSE, TRUE, UNKNOWN, ConditionEditor, get_condition, rfc3339
-from modelfleet.vocabulary import condition, is_true, owner_reference
+from modelfleet.vocabulary import CANARY_COMPONENT, condition, is_true, owner_reference
 
 READY_NEEDS = ("Trained", "Serving", "Approved")
 MAX_VERSIONS = 20
@@ -50,6 +51,7 @@ class ModelPlan:
     status: MLModelStatus
     create: dict[str, Any] | None = None
     apply: list[dict[str, Any]] = field(default_factory=list)  # serving objects to (re-)apply
+    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name) of children no longer wanted
     events: list[Event] = field(default_factory=list)
     serving_gpu_seconds: float = 0.0  # observed this pass, for the cost counter
 
@@ -144,6 +146,11 @@ def compute_phase(status: MLModelStatus) -> str:
     return "Pending"
 
 
+def desired_hash(obj: dict[str, Any] | None) -> str | None:
+    """The hash of what an applied object was built from (None: no object, or none recorded)."""
+    return ((obj or {}).get("metadata", {}).get("annotations") or {}).get(DESIRED_HASH)
+
+
 def plan_serving(
     model: MLModel,
     status: MLModelStatus,
@@ -154,8 +161,13 @@ def plan_serving(
     pods: Sequence[dict[str, Any]],
     config: OperatorConfig,
     pinned: int | None = None,
+    canary_deployment: dict[str, Any] | None = None,
+    canary_pods: Sequence[dict[str, Any]] = (),
+    canary_reading: CanaryReading | None = None,
+    now: datetime.datetime | None = None,
 ) -> None:
-    """Serving conditions and objects: the chosen version's rollout, and a rollback when its pods fail."""
+    """Serving conditions and objects: the chosen version's rollout (or its canary beside the serving version), and a
+    rollback when its pods fail or its canary analysis does."""
     spec = model.spec
     name, namespace = str(model.metadata.get("name", "")), str(model.metadata.get("namespace", ""))
     target = choose_version(spec, status.versions)
@@ -172,6 +184,45 @@ def plan_serving(
             )
             c.set("Degraded", TRUE, "RolloutFailed", f"version {target.number}: {failure}")
             target = choose_version(spec, status.versions)
+    serving_entry = next((v for v in status.versions if v.number == serving_now), status.serving_version)
+    rollout = spec.serving.rollout
+    canary_wanted = False
+    if (
+        rollout.strategy == "Canary"
+        and target is not None
+        and serving_entry is not None
+        and target.number != serving_now
+        and pinned != 0
+        and now is not None
+    ):
+        trial = target
+        target, canary_wanted = plan_canary(
+            status,
+            c,
+            plan.events,
+            rollout=rollout,
+            target=trial,
+            serving=serving_entry,
+            canary_deployment=canary_deployment,
+            canary_pods=canary_pods,
+            reading=canary_reading,
+            now=now,
+        )
+        if canary_wanted:
+            want = desired_canary(
+                name=name,
+                namespace=namespace,
+                uid=str(model.metadata.get("uid", "")),
+                spec=spec,
+                version=trial,
+                config=config,
+            )
+            if desired_hash(canary_deployment) != desired_hash(want):
+                plan.apply.append(want)
+    else:
+        status.canary = None
+    if not canary_wanted and canary_deployment is not None:
+        plan.delete.append(("Deployment", canary_name(name)))
     if target is None and serving_now is not None:
         # Nothing newer may be served (not approved, or rolled back): the version serving now keeps serving.
         target = next((v for v in status.versions if v.number == serving_now and v.promotable), None)
@@ -193,15 +244,15 @@ def plan_serving(
         config=config,
         pinned_replicas=pinned,
     )
-    current_hash = ((deployment or {}).get("metadata", {}).get("annotations") or {}).get(DESIRED_HASH)
+    current_hash = desired_hash(deployment)
     wanted_replicas = desired[0]["spec"].get("replicas")  # absent when a HorizontalPodAutoscaler owns the count
     scaled_by_hand = (
         deployment is not None
         and wanted_replicas is not None
         and (deployment.get("spec") or {}).get("replicas") != wanted_replicas
     )
-    if current_hash != desired[0]["metadata"]["annotations"][DESIRED_HASH] or scaled_by_hand:
-        if scaled_by_hand and current_hash == desired[0]["metadata"]["annotations"][DESIRED_HASH]:
+    if current_hash != desired_hash(desired[0]) or scaled_by_hand:
+        if scaled_by_hand and current_hash == desired_hash(desired[0]):
             # The operator owns the count (serving.minReplicas, or zero when idle): a hand edit is undone, once.
             got = (deployment or {}).get("spec", {}).get("replicas")
             plan.events.append(
@@ -211,14 +262,18 @@ def plan_serving(
                     f"Deployment {name} had {got} replica(s); restored to {wanted_replicas}",
                 )
             )
-        plan.apply = desired
+        plan.apply = desired + plan.apply
+    on_trial = (
+        f"; canary: version {status.canary.version} at {status.canary.weight}%" if status.canary is not None else ""
+    )
     if pinned == 0 and serving_now == target.number:
         c.set(
             "Serving",
             FALSE,
             "ScaledToZero",
             f"version {target.number} is scaled to zero since "
-            f"{(status.utilization or Utilization()).scaled_to_zero_time}; requests fail until it scales up "
+            f"{(status.utilization or Utilization()).scaled_to_zero_time}; requests to the gateway scale it up, "
+            "direct ones fail until then "
             f"(kubectl annotate mlm {name} {SCALE_UP_ANNOTATION}=$(date +%s) --overwrite)",
         )
     elif deployment is not None and rollout_complete(deployment, target.number):
@@ -227,7 +282,7 @@ def plan_serving(
         status.serving_version = target.model_copy()
         status.endpoint = endpoint(name, namespace)
         ready = (deployment.get("status") or {}).get("availableReplicas", 0)
-        c.set("Serving", TRUE, "Serving", f"version {target.number}: {ready} replica(s) available")
+        c.set("Serving", TRUE, "Serving", f"version {target.number}: {ready} replica(s) available{on_trial}")
         if status.latest_version and target.number == status.latest_version.number:
             c.set("Degraded", FALSE, "AsExpected")
     else:
@@ -460,6 +515,9 @@ def plan_mlmodel(
     serving_pods: Sequence[dict[str, Any]] = (),
     drift_policies: Sequence[dict[str, Any]] = (),
     activity: Activity | None = None,
+    canary_deployment: dict[str, Any] | None = None,
+    canary_pods: Sequence[dict[str, Any]] = (),
+    canary_reading: CanaryReading | None = None,
 ) -> ModelPlan:
     """Pure: versions, conditions, Events and the TrainingJob to create (if any)."""
     spec = model.spec
@@ -485,7 +543,20 @@ def plan_mlmodel(
         now=now,
         events=plan.events,
     )
-    plan_serving(model, status, c, plan, deployment=deployment, pods=serving_pods, config=config, pinned=pinned)
+    plan_serving(
+        model,
+        status,
+        c,
+        plan,
+        deployment=deployment,
+        pods=serving_pods,
+        config=config,
+        pinned=pinned,
+        canary_deployment=canary_deployment,
+        canary_pods=canary_pods,
+        canary_reading=canary_reading,
+        now=now,
+    )
     _set_approved(model, status, c, now, plan.events)
     mirror_drift(status, c, drift_policies)
     status.conditions = c.summarize_ready(READY_NEEDS, negative=("Degraded",))
@@ -521,9 +592,11 @@ def reconcile_mlmodel(
     config: OperatorConfig,
     now: datetime.datetime,
     activity: Activity | None = None,
+    canary_reader: Callable[[str, str, str], CanaryReading | None] | None = None,
 ) -> Outcome:
     """observe (the cluster port: the watch-fed cache in the operator) -> plan -> write the children. `activity` is
-    the model's latest reading from the namespace's Prometheus scan (None before the first)."""
+    the model's latest reading from the namespace's Prometheus scan (None before the first); `canary_reader`
+    (namespace, model, window) reads a canary's figures when its step is due."""
     spec = model.spec
     name = str(model.metadata["name"])
     if len(name) > MAX_NAME:
@@ -536,10 +609,25 @@ def reconcile_mlmodel(
         if any(o.get("uid") == uid for o in tj["metadata"].get("ownerReferences") or [])
     ]
     fingerprint = training_fingerprint(spec.framework, spec.task, spec.dataset, spec.training, config.trainer_image)
-    deployment, pods = None, []
+    deployment, pods, canary_deployment, canary_pods = None, [], None, []
     if model.status.versions or any((tj.get("status") or {}).get("result") for tj in owned):
         deployment = kube.get_deployment(namespace, name)
         pods = kube.list_pods(namespace, f"{LABEL_MODEL}={name},app.kubernetes.io/component=serving")
+        canary_deployment = kube.get_deployment(namespace, canary_name(name))
+        if canary_deployment is not None:
+            canary_pods = kube.list_pods(
+                namespace, f"{LABEL_MODEL}={name},app.kubernetes.io/component={CANARY_COMPONENT}"
+            )
+    reading = None
+    trial = model.status.canary
+    rollout = spec.serving.rollout
+    if (
+        trial is not None
+        and canary_reader is not None
+        and not promoted(trial, rollout)
+        and now >= step_due(trial, rollout)
+    ):
+        reading = canary_reader(namespace, name, rollout.interval)
     policies = kube.list_custom(namespace, "driftpolicies", fields={"spec.modelRef.name": name})
     plan = plan_mlmodel(
         model,
@@ -552,6 +640,9 @@ def reconcile_mlmodel(
         serving_pods=pods,
         drift_policies=policies,
         activity=activity if deployment is not None else None,
+        canary_deployment=canary_deployment,
+        canary_pods=canary_pods,
+        canary_reading=reading,
     )
     outcome = Outcome(plan.status, plan.events)
     if plan.serving_gpu_seconds:
@@ -576,7 +667,13 @@ def reconcile_mlmodel(
             # No longer wanted (e.g. maxReplicas lowered); on the first rollout there is nothing to delete.
             if kind not in kinds and deployment is not None:
                 kube.delete_if_exists(kind, namespace, name)
+    for kind, child in plan.delete:
+        kube.delete_if_exists(kind, namespace, child)
     deadline = idle_deadline(spec, plan.status, activity) if deployment is not None else None
     if deadline is not None:  # scale to zero is due then, unless a request comes first
         outcome.requeue_after = max(1.0, (deadline - now).total_seconds())
+    trial = plan.status.canary
+    if trial is not None and not promoted(trial, rollout):  # the step's analysis is due then
+        due = max(1.0, (step_due(trial, rollout) - now).total_seconds())
+        outcome.requeue_after = min(due, outcome.requeue_after or due)
     return outcome

@@ -5,9 +5,10 @@ Evidence comes from Prometheus (the server's request counter and last-request ti
 the model's DriftPolicies (their GpuIdle condition). No evidence means no change: a model is never scaled down because
 Prometheus is down or has not scraped its pods yet.
 
-While at zero nothing answers: a request to the Service fails (no endpoints) until serving scales up again. It scales
-up when the `modelfleet.io/scale-up` annotation gets a new value (any value, e.g. a timestamp), or when the spec asks
-for replicas (minReplicas > 0). There is no request-buffering activator as in Knative/KServe; see docs/drift.md."""
+While at zero no pod answers: a request to the model's Service fails (no endpoints), while one sent to the ModelFleet
+gateway is held until a pod is ready (docs/traffic.md). Serving scales up when the `modelfleet.io/scale-up` annotation
+gets a new value (any value, e.g. a timestamp; the gateway sets one when it holds a request), or when the spec asks
+for replicas (minReplicas > 0)."""
 
 from __future__ import annotations
 
@@ -139,7 +140,7 @@ def pinned_replicas(
         Event(
             "Normal",
             "ScaledToZero",
-            f"scaled to zero: {why}; requests fail until it scales up: "
+            f"scaled to zero: {why}; requests to the gateway scale it up, direct ones fail until then: "
             f"kubectl annotate mlm {name} {SCALE_UP_ANNOTATION}=$(date +%s) --overwrite",
         )
     )

@@ -47,13 +47,20 @@ def gpu_coverage_query(namespace: str, pod_regex: str, span: str, step: str) -> 
     return f"count_over_time((max({GPU_ACTIVE}{{{sel}}}) or max({GPU_UTIL}{{{sel}}}))[{span}:{step}])"
 
 
+LAST_REQUEST_SERIES = (
+    "modelfleet_server_last_request_timestamp_seconds|modelfleet_gateway_last_request_timestamp_seconds"
+)
+
+
 def namespace_queries(namespace: str) -> dict[str, str]:
     """The request-activity queries of every model in a namespace, each answered per `model` label."""
     sel = f'namespace="{namespace}"'
     return {
         "scraped": f"count by (model) (modelfleet_server_model_info{{{sel}}})",
         "rate": f"sum by (model) (rate(modelfleet_server_requests_total{{{sel}}}[5m]))",
-        "last": f"max by (model) (modelfleet_server_last_request_timestamp_seconds{{{sel}}})",
+        # The servers' last request, or the gateway's (which also counts requests it held while the model was at
+        # zero, and runs in the models' namespace).
+        "last": f'max by (model) ({{__name__=~"{LAST_REQUEST_SERIES}",{sel}}})',
     }
 
 

@@ -82,6 +82,56 @@ class DriftMonitoring(ApiModel):
     reference rows a bin), and the count is rounded down to a divisor of the profile's 40 quantile bins."""
 
 
+class CanaryAnalysis(ApiModel):
+    """What a canary step must show, from the gateway's series in Prometheus over the step's interval."""
+
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    """Most the new version's error ratio (5xx, and 4xx other than 404, among its answers) may exceed the serving
+    version's over one interval (0.01: one percentage point)."""
+    max_p99_ms: float | None = Field(default=None, gt=0)
+    """Most the new version's p99 latency at the gateway may be over one interval (unset: not checked)."""
+    min_requests: int = Field(default=20, ge=1, le=1_000_000)
+    """Fewer answers from the new version in an interval: no verdict, the step waits another interval."""
+
+
+class Rollout(ApiModel):
+    """How a new version replaces the serving one."""
+
+    strategy: Literal["RollingUpdate", "Canary"] = "RollingUpdate"
+    """RollingUpdate: the Deployment's own rolling update (the default). Canary: the new version runs beside the
+    serving one and gets steps[i] percent of the traffic through the ModelFleet gateway; after each interval the
+    operator reads both versions' figures and goes to the next step, or rolls back."""
+    steps: list[int] = Field(
+        default_factory=lambda: [10, 50, 100],
+        min_length=1,
+        max_length=10,
+        json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 100}},
+    )
+    """Percent of traffic to the new version at each step, increasing, ending at 100."""
+    interval: Duration = "1m"
+    """Time at each step before its analysis."""
+    analysis: CanaryAnalysis = Field(default_factory=CanaryAnalysis)
+    """What each step must show to go on."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.steps) || self.steps[size(self.steps) - 1] == 100",
+                    "the last step must be 100",
+                    ".steps",
+                ),
+                cel(
+                    "!has(self.steps) || (self.steps.isSorted() && "
+                    "self.steps.all(x, self.steps.indexOf(x) == self.steps.lastIndexOf(x)))",
+                    "steps must be increasing",
+                    ".steps",
+                ),
+            ]
+        }
+    }
+
+
 class Serving(Placement):
     """How the promoted version is served."""
 
@@ -93,12 +143,18 @@ class Serving(Placement):
     """Compute for each serving pod."""
     idle_after: Duration = "30m"
     """With minReplicas 0: scale to zero after this long without requests."""
+    cold_start_timeout: Duration = "60s"
+    """How long the ModelFleet gateway holds a request while the model has no ready pod (at zero, or starting)
+    before it answers 503 with Retry-After."""
     approved_version: int | None = Field(default=None, ge=1)
     """For riskClass high: the version a human approved; only that version is served."""
     drift_monitoring: DriftMonitoring = Field(default_factory=DriftMonitoring)
     """What the server measures for drift."""
     workers: int = Field(default=1, ge=1, le=16)
     """Server processes per pod, sharing its port (the model is loaded once and shared copy-on-write)."""
+    rollout: Rollout = Field(default_factory=Rollout)
+    """How a new version replaces the serving one: the Deployment's rolling update, or a canary through the
+    gateway."""
     allow_pickle: bool = False
     """Let the server load a scikit-learn model.joblib/model.pkl from the artifact (pickle runs code when loaded).
     Only ever with the version's digest pinned, which the operator always passes."""
@@ -233,6 +289,21 @@ class Utilization(ApiModel):
     """The value of the modelfleet.io/scale-up annotation last acted on."""
 
 
+class CanaryStatus(ApiModel):
+    """A canary in progress: the new version beside the serving one."""
+
+    version: int = Field(ge=1)
+    """The version on trial."""
+    step: int = Field(ge=0)
+    """Index into serving.rollout.steps."""
+    weight: int = Field(ge=0, le=100)
+    """Percent of the gateway's traffic it gets now."""
+    step_start_time: Timestamp
+    """When the current step (or its current interval) began."""
+    message: str | None = Field(default=None, max_length=1024)
+    """The last analysis, in words."""
+
+
 class MLModelStatus(ApiModel):
     """The observed state of a model."""
 
@@ -254,6 +325,8 @@ class MLModelStatus(ApiModel):
     """The most recent TrainingJob that failed."""
     endpoint: str | None = Field(default=None, max_length=512)
     """URL of the inference endpoint."""
+    canary: CanaryStatus | None = None
+    """Set while a new version is on trial beside the serving one (serving.rollout.strategy Canary)."""
     drift: DriftSummary | None = None
     """Latest drift evaluation."""
     utilization: Utilization | None = None
