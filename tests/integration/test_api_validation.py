@@ -191,6 +191,18 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     ("dataset-leaves-its-claim", MLM, setp("spec.dataset.uri", "pvc://data/x/../../../root/a.csv"), "spec.dataset.uri"),
     ("artifacts-leave-their-claim", MLM, setp("spec.artifacts.uri", "pvc://store/.."), "spec.artifacts.uri"),
     ("trainingjob-gpu-with-sklearn", TJ, setp("spec.training.resources.gpu", 2), "spec.training.resources.gpu"),
+    ("canary-steps-not-ending-at-100", MLM, setp("spec.serving.rollout.steps", [10, 50]), "spec.serving.rollout.steps"),
+    ("canary-steps-decreasing", MLM, setp("spec.serving.rollout.steps", [50, 10, 100]), "spec.serving.rollout.steps"),
+    ("canary-steps-repeated", MLM, setp("spec.serving.rollout.steps", [10, 10, 100]), "spec.serving.rollout.steps"),
+    ("canary-step-over-100", MLM, setp("spec.serving.rollout.steps", [10, 150]), "spec.serving.rollout.steps[1]"),
+    ("unknown-rollout-strategy", MLM, setp("spec.serving.rollout.strategy", "BlueGreen"), "spec.serving.rollout.strategy"),
+    (
+        "canary-error-rate-over-1",
+        MLM,
+        setp("spec.serving.rollout.analysis", {"maxErrorRate": 5}),
+        "spec.serving.rollout.analysis.maxErrorRate",
+    ),
+    ("bad-cold-start-timeout", MLM, setp("spec.serving.coldStartTimeout", "a minute"), "spec.serving.coldStartTimeout"),
 ]
 
 
