@@ -195,7 +195,12 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     ("canary-steps-decreasing", MLM, setp("spec.serving.rollout.steps", [50, 10, 100]), "spec.serving.rollout.steps"),
     ("canary-steps-repeated", MLM, setp("spec.serving.rollout.steps", [10, 10, 100]), "spec.serving.rollout.steps"),
     ("canary-step-over-100", MLM, setp("spec.serving.rollout.steps", [10, 150]), "spec.serving.rollout.steps[1]"),
-    ("unknown-rollout-strategy", MLM, setp("spec.serving.rollout.strategy", "BlueGreen"), "spec.serving.rollout.strategy"),
+    (
+        "unknown-rollout-strategy",
+        MLM,
+        setp("spec.serving.rollout.strategy", "BlueGreen"),
+        "spec.serving.rollout.strategy",
+    ),
     (
         "canary-error-rate-over-1",
         MLM,
