@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from aiohttp import web
-
+from modelfleet.gateway.__main__ import serve
 from modelfleet.gateway.proxy import Gateway
 from modelfleet.gateway.routing import Endpoint, ModelEntry, RoutingTable
 
@@ -27,7 +26,7 @@ def main() -> None:
     table = RoutingTable()
     table.set_model(ModelEntry(args.model))
     table.set_pod("bench-0", Endpoint("bench-0", args.model, "1", args.endpoint))
-    web.run_app(Gateway(table, "bench", never).app(), host="127.0.0.1", port=args.port, print=None)
+    serve(Gateway(table, "bench", never).app(), "127.0.0.1", args.port)  # as the gateway itself serves
 
 
 if __name__ == "__main__":

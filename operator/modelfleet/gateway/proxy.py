@@ -187,7 +187,7 @@ class Gateway:
         headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
         try:
             answer = await self.pool.request(
-                endpoint.address, request.method, str(request.rel_url), headers, body, self.upstream_timeout
+                endpoint.address, request.method, request.raw_path, headers, body, self.upstream_timeout
             )
         except Unreachable as e:
             log.info("pod %s of %s could not be reached: %s", endpoint.pod, endpoint.model, e)
