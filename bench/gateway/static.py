@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from modelfleet.gateway.__main__ import serve
+from modelfleet.gateway.front import HttpFront, run, serve_until_stopped
 from modelfleet.gateway.proxy import Gateway
 from modelfleet.gateway.routing import Endpoint, ModelEntry, RoutingTable
 
@@ -26,7 +26,8 @@ def main() -> None:
     table = RoutingTable()
     table.set_model(ModelEntry(args.model))
     table.set_pod("bench-0", Endpoint("bench-0", args.model, "1", args.endpoint))
-    serve(Gateway(table, "bench", never).app(), "127.0.0.1", args.port)  # as the gateway itself serves
+    gateway = Gateway(table, "bench", never)
+    run(serve_until_stopped(HttpFront(gateway.handle), "127.0.0.1", args.port))  # as the gateway itself serves
 
 
 if __name__ == "__main__":

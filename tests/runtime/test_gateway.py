@@ -1,19 +1,23 @@
 """The gateway's proxy over real HTTP: stand-in pods (aiohttp servers on loopback) behind it, the routing table fed as
 the watches would. Forwarding and pass-through, the 404 naming known models, holding requests for a model at zero
 until a pod is ready (one scale-up request for many), the bound (503 + Retry-After), a full queue, a pod that refuses
-connections, one that does not answer, and the metrics."""
+connections, one that does not answer, and the metrics. Each on uvloop (what the gateway serves on) and on
+asyncio's own loop (where uvloop is not installed)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
+import pytest
+import uvloop
 from aiohttp import web
 
 from modelfleet.devcluster.processes import free_port
+from modelfleet.gateway.front import HttpFront
 from modelfleet.gateway.proxy import Gateway
 from modelfleet.gateway.routing import Endpoint, ModelEntry, RoutingTable
 
@@ -37,6 +41,14 @@ async def stand_in_pod(name: str, delay: float = 0.0) -> tuple[web.AppRunner, in
     return runner, port
 
 
+Runner = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    return uvloop.run if request.param == "uvloop" else asyncio.run
+
+
 def endpoint(pod: str, port: int, model: str = "iris", version: str = "1") -> Endpoint:
     return Endpoint(pod, model, version, f"127.0.0.1:{port}")
 
@@ -52,15 +64,15 @@ async def with_gateway(
         scale_ups.append(model)
 
     gateway = Gateway(table, "team-a", scale_up, **options)
-    runner = web.AppRunner(gateway.app())
-    await runner.setup()
+    front = HttpFront(gateway.handle)
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await front.start("127.0.0.1", port)
     try:
         async with aiohttp.ClientSession() as client:
             await test(f"http://127.0.0.1:{port}", gateway, client, scale_ups)
     finally:
-        await runner.cleanup()
+        await front.stop(grace=1.0)
+        gateway.stop()
 
 
 async def post(client: aiohttp.ClientSession, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any, Any]:
@@ -68,7 +80,7 @@ async def post(client: aiohttp.ClientSession, url: str, body: dict[str, Any] | N
         return r.status, await r.json(), r.headers
 
 
-def test_requests_go_to_ready_pods_in_turn_and_answers_pass_through() -> None:
+def test_requests_go_to_ready_pods_in_turn_and_answers_pass_through(run: Runner) -> None:
     async def go() -> None:
         (a, pa), (b, pb) = await stand_in_pod("a"), await stand_in_pod("b")
         table = RoutingTable()
@@ -91,10 +103,10 @@ def test_requests_go_to_ready_pods_in_turn_and_answers_pass_through() -> None:
         await a.cleanup()
         await b.cleanup()
 
-    asyncio.run(go())
+    run(go())
 
 
-def test_an_unknown_model_is_a_404_naming_the_known_ones() -> None:
+def test_an_unknown_model_is_a_404_naming_the_known_ones(run: Runner) -> None:
     async def test(url: str, _gw: Gateway, client: aiohttp.ClientSession, scale_ups: list[str]) -> None:
         status, body, _h = await post(client, f"{url}/v2/models/nope/infer")
         assert status == 404
@@ -104,10 +116,10 @@ def test_an_unknown_model_is_a_404_naming_the_known_ones() -> None:
     table = RoutingTable()
     table.set_model(ModelEntry("iris"))
     table.set_model(ModelEntry("wine"))
-    asyncio.run(with_gateway(table, test))
+    run(with_gateway(table, test))
 
 
-def test_requests_for_a_model_at_zero_wait_for_its_pod_and_ask_for_it_once() -> None:
+def test_requests_for_a_model_at_zero_wait_for_its_pod_and_ask_for_it_once(run: Runner) -> None:
     async def go() -> None:
         runner, port = await stand_in_pod("cold")
         table = RoutingTable()
@@ -132,10 +144,10 @@ def test_requests_for_a_model_at_zero_wait_for_its_pod_and_ask_for_it_once() -> 
         await with_gateway(table, test)
         await runner.cleanup()
 
-    asyncio.run(go())
+    run(go())
 
 
-def test_no_pod_within_the_bound_is_a_503_with_retry_after_and_a_full_queue_is_refused_at_once() -> None:
+def test_no_pod_within_the_bound_is_a_503_with_retry_after_and_a_full_queue_is_refused_at_once(run: Runner) -> None:
     async def test(url: str, _gw: Gateway, client: aiohttp.ClientSession, _s: list[str]) -> None:
         started = time.monotonic()
         held = [asyncio.create_task(post(client, f"{url}/v2/models/stuck/infer")) for _ in range(2)]
@@ -151,10 +163,10 @@ def test_no_pod_within_the_bound_is_a_503_with_retry_after_and_a_full_queue_is_r
 
     table = RoutingTable()
     table.set_model(ModelEntry("stuck", cold_start_timeout=1.5, scale_to_zero=True))
-    asyncio.run(with_gateway(table, test, max_queue=2, retry_after=7))
+    run(with_gateway(table, test, max_queue=2, retry_after=7))
 
 
-def test_a_pod_that_refuses_connections_is_skipped_and_one_that_does_not_answer_is_a_504() -> None:
+def test_a_pod_that_refuses_connections_is_skipped_and_one_that_does_not_answer_is_a_504(run: Runner) -> None:
     async def go() -> None:
         runner, port = await stand_in_pod("good")
         slow, slow_port = await stand_in_pod("slow", delay=3.0)
@@ -177,10 +189,10 @@ def test_a_pod_that_refuses_connections_is_skipped_and_one_that_does_not_answer_
         await runner.cleanup()
         await slow.cleanup()
 
-    asyncio.run(go())
+    run(go())
 
 
-def test_chunked_answers_closed_connections_and_idle_timeouts_of_the_pods_are_handled() -> None:
+def test_chunked_answers_closed_connections_and_idle_timeouts_of_the_pods_are_handled(run: Runner) -> None:
     """The gateway's own HTTP/1.1 client: a chunked answer is read whole; `Connection: close` is not reused; a kept
     connection the pod closed while idle is replaced without the request failing."""
 
@@ -224,4 +236,4 @@ def test_chunked_answers_closed_connections_and_idle_timeouts_of_the_pods_are_ha
         await with_gateway(table, test)
         await runner.cleanup()
 
-    asyncio.run(go())
+    run(go())

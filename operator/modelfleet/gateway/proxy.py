@@ -1,10 +1,10 @@
-"""The gateway's HTTP side: `/v2/models/{name}/...` forwarded to a ready serving pod of that model, over the
-gateway's own keep-alive client (upstream.py). A model with no ready pod (scaled to zero, or starting) holds the
-request, in a bounded queue, for up to the model's `serving.coldStartTimeout`, asks the operator once to scale it up,
-and forwards as soon as a pod is ready. The gateway's own failures are `{"error": ...}` with 404 (unknown model,
-naming the known ones), 502 (the pod could not be reached), 503 with Retry-After (no pod within the bound, or the
-queue full) and 504 (the pod did not answer in time); a model server's own answer, error or not, is passed through
-as it is."""
+"""What the gateway does with a request (front.py receives it): `/v2/models/{name}/...` forwarded to a ready serving
+pod of that model, over the gateway's own keep-alive client (upstream.py). A model with no ready pod (scaled to zero,
+or starting) holds the request, in a bounded queue, for up to the model's `serving.coldStartTimeout`, asks the
+operator once to scale it up, and forwards as soon as a pod is ready. The gateway's own failures are
+`{"error": ...}` with 404 (unknown model, naming the known ones), 502 (the pod could not be reached), 503 with
+Retry-After (no pod within the bound, or the queue full) and 504 (the pod did not answer in time); a model server's
+own answer, error or not, is passed through as it is."""
 
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import orjson
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from modelfleet.gateway.front import Reply, Request
+from modelfleet.gateway.front import json_error as error
 from modelfleet.gateway.routing import Endpoint, RoutingTable
 from modelfleet.gateway.upstream import Broken, Unreachable, UpstreamPool
 
 log = logging.getLogger(__name__)
 FORWARDED_HEADERS = ("Content-Type", "Accept", "X-Request-Id", "Traceparent")
 RETURNED_HEADERS = ("Content-Type", "X-Request-Id")
+MODELS_PREFIX = "/v2/models/"
 EJECT_SECONDS = 5.0  # a pod that refused a connection gets no requests for this long (Envoy's outlier ejection)
 
 
@@ -64,12 +65,6 @@ class GatewayMetrics:
         )
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps({"error": message}), status=status, content_type="application/json", headers=headers
-    )
-
-
 class Gateway:
     def __init__(
         self,
@@ -102,10 +97,10 @@ class Gateway:
             else:
                 event.clear()
 
-    async def stop(self, _app: web.Application | None = None) -> None:
+    def stop(self) -> None:
         self.pool.close()
 
-    async def endpoint_for(self, model: str) -> Endpoint | web.Response:
+    async def endpoint_for(self, model: str) -> Endpoint | Reply:
         """A ready endpoint now, or after holding the request (bounded); else the 503 to answer."""
         endpoint = self.table.pick(model, time.monotonic())
         if endpoint is not None:
@@ -155,25 +150,35 @@ class Gateway:
         except Exception as e:  # the request still waits; the operator may scale up anyway
             log.warning("asking the operator to scale up %s failed: %s", model, e)
 
-    async def forward(self, request: web.Request) -> web.StreamResponse:
-        model = request.match_info["name"]
+    async def handle(self, request: Request) -> Reply:
+        """The gateway's routes: `/v2/models/{name}[/...]` (any method), `/healthz`, `/metrics`."""
+        if request.path.startswith(MODELS_PREFIX):
+            model = request.path[len(MODELS_PREFIX) :].split("/", 1)[0]
+            if model:
+                return await self.forward(request, model)
+        elif request.path == "/healthz":
+            return Reply(200, b'{"live":true}', {"Content-Type": "application/json"})
+        elif request.path == "/metrics":
+            return Reply(200, generate_latest(self.metrics.registry), {"Content-Type": CONTENT_TYPE_LATEST})
+        return error(404, f"no route {request.path!r}: models are under {MODELS_PREFIX}{{name}}/")
+
+    async def forward(self, request: Request, model: str) -> Reply:
         self.metrics.last_request.labels(model).set(time.time())
         if model not in self.table.models and not self.table.endpoints(model):
             known = self.table.known()
             self.metrics.requests.labels(model, "", "404").inc()
             return error(404, f"model {model!r} is not served in namespace {self.namespace}; known models: {known}")
-        body = await request.read()
         tried: set[str] = set()
         for _attempt in range(2):  # a pod that refuses the connection: once more on another, if there is one
             got = await self.endpoint_for(model)
-            if isinstance(got, web.Response):
+            if isinstance(got, Reply):
                 self.metrics.requests.labels(model, "", str(got.status)).inc()
                 return got
             if got.pod in tried:
                 break
             tried.add(got.pod)
             sent = time.perf_counter()
-            answer = await self._send(request, got, body)
+            answer = await self._send(request, got)
             if answer is not None:
                 self.metrics.latency.labels(model, got.version).observe(time.perf_counter() - sent)
                 self.metrics.requests.labels(model, got.version, str(answer.status)).inc()
@@ -181,13 +186,13 @@ class Gateway:
         self.metrics.requests.labels(model, "", "502").inc()
         return error(502, f"no serving pod of model {model!r} could be reached (tried {sorted(tried)})")
 
-    async def _send(self, request: web.Request, endpoint: Endpoint, body: bytes) -> web.Response | None:
+    async def _send(self, request: Request, endpoint: Endpoint) -> Reply | None:
         """The pod's answer; None when no connection could be made (nothing was sent, so another pod may be tried);
         a 502/504 response for failures after the request was sent."""
-        headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
+        headers = {h: request.headers[h.lower()] for h in FORWARDED_HEADERS if h.lower() in request.headers}
         try:
             answer = await self.pool.request(
-                endpoint.address, request.method, request.raw_path, headers, body, self.upstream_timeout
+                endpoint.address, request.method, request.target, headers, request.body, self.upstream_timeout
             )
         except Unreachable as e:
             log.info("pod %s of %s could not be reached: %s", endpoint.pod, endpoint.model, e)
@@ -199,23 +204,4 @@ class Gateway:
         except Broken as e:
             return error(502, f"pod {endpoint.pod} of model {endpoint.model!r} failed: {e}")
         out = {h: answer.headers[h.lower()] for h in RETURNED_HEADERS if h.lower() in answer.headers}
-        return web.Response(body=answer.body, status=answer.status, headers=out)
-
-    async def health(self, _request: web.Request) -> web.Response:
-        return web.Response(body=b'{"live":true}', content_type="application/json")
-
-    async def metrics_endpoint(self, _request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.on_cleanup.append(self.stop)
-        app.add_routes(
-            [
-                web.get("/healthz", self.health),
-                web.get("/metrics", self.metrics_endpoint),
-                web.route("*", "/v2/models/{name}", self.forward),
-                web.route("*", "/v2/models/{name}/{tail:.*}", self.forward),
-            ]
-        )
-        return app
+        return Reply(answer.status, answer.body, out)
