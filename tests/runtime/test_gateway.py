@@ -140,6 +140,15 @@ def test_requests_for_a_model_at_zero_wait_for_its_pod_and_ask_for_it_once(run: 
                 text = await r.text()
             assert 'modelfleet_gateway_cold_start_seconds_count{model="sleepy"} 5.0' in text
             assert 'modelfleet_gateway_queue_length{model="sleepy"} 0.0' in text
+            # Back at zero soon after (well within the bound): the next cold start asks again, once.
+            table.set_pod("cold", None)  # the watch: the pod went
+            gw.table_changed()
+            again = [asyncio.create_task(post(client, f"{url}/v2/models/sleepy/infer")) for _ in range(3)]
+            await asyncio.sleep(0.5)
+            assert scale_ups == ["sleepy", "sleepy"]
+            table.set_pod("cold", endpoint("cold", port, model="sleepy"))
+            gw.table_changed()
+            assert [s for s, _b, _h in await asyncio.gather(*again)] == [200] * 3
 
         await with_gateway(table, test)
         await runner.cleanup()

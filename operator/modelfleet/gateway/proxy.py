@@ -94,6 +94,7 @@ class Gateway:
         for model, event in self.ready.items():
             if self.table.endpoints(model, now):
                 event.set()
+                self.scale_up_sent.pop(model, None)  # this cold start is over: the next one asks again
             else:
                 event.clear()
 
@@ -140,7 +141,8 @@ class Gateway:
         )
 
     async def _ask_scale_up(self, model: str, bound: float) -> None:
-        """Once per cold start: a request within the last bound has already asked."""
+        """Once per cold start: a request held since the last ask (within the bound, before a pod became ready)
+        has already asked."""
         now = time.monotonic()
         if now - self.scale_up_sent.get(model, -1e9) < max(bound, 1.0):
             return
