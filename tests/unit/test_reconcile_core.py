@@ -17,7 +17,7 @@ from modelfleet.cache.view import CacheBehind, CachedCluster, Expectations
 from modelfleet.clients.kube import describe, resource_of, retrying
 from modelfleet.clients.ratelimit import ClientStopped, RequestGate, TokenBucket
 from modelfleet.config import OperatorConfig
-from modelfleet.controller.boundary import Kind, Pass, PassDeps
+from modelfleet.controller.boundary import UNREACHABLE_CAP, Kind, Pass, PassDeps
 from modelfleet.controller.controller import needs_pass
 from modelfleet.controller.routing import queued_by
 from modelfleet.errors import InvalidSpec
@@ -312,6 +312,12 @@ def test_an_invalid_spec_is_said_once_and_errors_never_escape_the_pass() -> None
 
     result = _boundary(kube, throttled).run(Key("TrainingJob", "ns", "t"), _tj_body())
     assert (result.result, result.again, result.backoff) == ("retry", 7.0, True)
+
+    def storage_down(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        raise ApiException(status=504, reason="Gateway Timeout")
+
+    result = _boundary(kube, storage_down).run(Key("TrainingJob", "ns", "t"), _tj_body())
+    assert (result.result, result.backoff, result.cap) == ("retry", True, UNREACHABLE_CAP)  # back within seconds
 
 
 def test_an_api_failure_is_described_in_one_line() -> None:

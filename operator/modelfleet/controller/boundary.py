@@ -162,7 +162,10 @@ class Pass:
         if e.status == 429:
             return PassResult("retry", max(1.0, _retry_after(e)), backoff=True, cause="throttled")
         if (e.status or 0) >= 500:
-            return PassResult("retry", 1.0, backoff=True, cause="server")
+            # The API server answered but could not do it (its storage is down or reconnecting, a timeout): not the
+            # object's fault either, so capped like an unreachable API. Uncapped, a model first tried while etcd
+            # came back waited 1 + 2 + 4 s and more after the API was whole again.
+            return PassResult("retry", 1.0, backoff=True, cap=UNREACHABLE_CAP, cause="server")
         log.error("%s: the API server refused a request: %s %s", key, e.status, (e.body or e.reason or "")[:500])
         return PassResult("error", 5.0, backoff=True, cause=f"http-{e.status}")
 
