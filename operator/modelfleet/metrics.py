@@ -8,7 +8,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILE_TOTAL = Counter(
     "modelfleet_reconcile_total",
-    "Reconciliations by kind and result (success, invalid, retry, error).",
+    "Reconciliations by kind and result (success, unchanged: inputs as the last pass found them, so not run; "
+    "invalid, waiting, conflict, retry, error, gone).",
     ["kind", "result"],
 )
 API_REQUESTS = Counter(

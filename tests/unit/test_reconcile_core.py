@@ -237,6 +237,9 @@ class RecordingKube:
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         self.events.append(reason)
 
+    def apply(self, obj: dict[str, Any]) -> str:
+        return "1"
+
 
 def _tj_body(status: dict[str, Any] | None = None, rv: int = 1) -> dict[str, Any]:
     return obj(
@@ -270,6 +273,75 @@ def test_a_pass_that_changes_nothing_writes_nothing() -> None:
     body = _tj_body({"phase": "Pending", "conditions": []})
     result = _boundary(kube, unchanged).run(Key("TrainingJob", "ns", "t"), body)
     assert result.result == "success" and kube.patches == [] and kube.events == []
+
+
+def test_a_pass_whose_inputs_are_as_the_last_one_found_them_is_not_run_again() -> None:
+    """The resync of an idle fleet: a pass that wrote nothing is skipped while the object and everything it read
+    (objects, lists, values beside the cache) keep their versions; any change runs it again."""
+    kube, runs, beside = RecordingKube(), [], {"activity": 1}
+
+    def reads(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        runs.append(1)
+        deps.kube.get_job("ns", "j")
+        deps.kube.list_pods("ns", "batch.kubernetes.io/job-name=j")
+        deps.kube.read_beside(lambda: beside["activity"])
+        return Outcome(o.status)
+
+    boundary = _boundary(kube, reads)
+    quiet = {"phase": "Pending", "conditions": []}  # what the pass would write: nothing changes
+    store, key, body = boundary.deps.kube.store, Key("TrainingJob", "ns", "t"), _tj_body(quiet)
+    store.upsert("Job", obj("j", 5))
+    pod = {"labels": {"batch.kubernetes.io/job-name": "j"}}
+
+    def again() -> str:
+        return boundary.run(key, body).result
+
+    assert (again(), again(), len(runs)) == ("success", "unchanged", 1)
+    store.upsert("Job", obj("j", 6))  # an object it read changed
+    assert (again(), again(), len(runs)) == ("success", "unchanged", 2)
+    store.upsert("Pod", obj("p", 7, metadata=pod))  # a list it read has a new member
+    assert (again(), again(), len(runs)) == ("success", "unchanged", 3)
+    store.upsert("Pod", obj("other", 8, metadata={"labels": {"batch.kubernetes.io/job-name": "k"}}))
+    assert (again(), len(runs)) == ("unchanged", 3)  # a pod of another Job is not its input
+    beside["activity"] = 2
+    assert (again(), again(), len(runs)) == ("success", "unchanged", 4)
+    body = _tj_body(quiet, rv=2)  # the object itself
+    assert (again(), again(), len(runs)) == ("success", "unchanged", 5)
+    store.delete("Job", "ns", "j")
+    assert (again(), len(runs)) == ("success", 6)
+    boundary.forget(key)  # the object was deleted
+    assert (again(), len(runs)) == ("success", 7)
+
+
+def test_a_pass_that_wrote_or_waits_on_time_always_runs_again() -> None:
+    kube, runs = RecordingKube(), []
+    key, quiet = Key("TrainingJob", "ns", "t"), {"phase": "Pending", "conditions": []}
+
+    def applies(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        runs.append(1)
+        deps.kube.apply({"kind": "Service", "metadata": {"name": "s", "namespace": "ns"}})
+        return Outcome(o.status)
+
+    def due_later(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        runs.append(1)
+        return Outcome(o.status, requeue_after=30.0)
+
+    def says(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        runs.append(1)
+        return Outcome(o.status, [Event("Normal", "Noted", "y")])
+
+    def asks_prometheus(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        runs.append(1)
+        deps.prometheus_for("http://prometheus")
+        return Outcome(o.status)
+
+    for reconcile in (applies, due_later, says):
+        boundary = _boundary(kube, reconcile)
+        assert [boundary.run(key, _tj_body(quiet)).result for _ in range(2)] == ["success"] * 2
+    boundary = _boundary(kube, asks_prometheus)
+    boundary.deps.prometheus_for = boundary.deps.kube.reading_outside(lambda url: None)
+    assert [boundary.run(key, _tj_body(quiet)).result for _ in range(2)] == ["success"] * 2
+    assert len(runs) == 8
 
 
 def test_a_refused_status_patch_posts_only_the_events_of_writes_already_made() -> None:

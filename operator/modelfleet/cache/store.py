@@ -120,6 +120,10 @@ def resource_version(obj: Mapping[str, Any] | None) -> int | None:
         return None
 
 
+def _version_text(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
 @dataclass(frozen=True)
 class Change:
     """What a watch event did to the cache: the object before and after (None when absent)."""
@@ -184,23 +188,35 @@ class Store:
         with self._lock:
             return self._objects.get((kind, namespace), {}).get(name)
 
+    def _matches(self, kind: str, namespace: str, match: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The kept objects `select` answers with, by name (the lock is held)."""
+        objects = self._objects.get((kind, namespace), {})
+        narrowed: list[set[str]] = [
+            self._index.get((kind, namespace, p, v), set())
+            for p, v in match.items()
+            if p in INDEXED.get(kind, ()) and (v != "" or (kind, p) in INDEXED_WHEN_ABSENT)
+        ]
+        smallest = min(narrowed, key=lambda names: len(names)) if narrowed else objects.keys()
+        found = [objects[n] for n in sorted(smallest) if n in objects]
+        return [o for o in found if all(_text(_value(o, p)) == v for p, v in match.items())]
+
     def select(self, kind: str, namespace: str, match: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Objects whose labels ("label:<key>") and field paths equal `match` ("" matching a missing field), through
         the narrowest index that answers (an index holds "" only where it is kept for absent fields); only the
         matches are copied."""
-        match = dict(match or {})
         with self._lock:
-            objects = self._objects.get((kind, namespace), {})
-            narrowed: list[set[str]] = [
-                self._index.get((kind, namespace, p, v), set())
-                for p, v in match.items()
-                if p in INDEXED.get(kind, ()) and (v != "" or (kind, p) in INDEXED_WHEN_ABSENT)
-            ]
-            smallest = min(narrowed, key=lambda names: len(names)) if narrowed else objects.keys()
-            names = sorted(smallest)
-            found = [objects[n] for n in names if n in objects]
-            found = [o for o in found if all(_text(_value(o, p)) == v for p, v in match.items())]
-            return copy.deepcopy(found)
+            return copy.deepcopy(self._matches(kind, namespace, dict(match or {})))
+
+    def version(self, kind: str, namespace: str, name: str) -> str | None:
+        """The kept object's resourceVersion (None: not kept), without copying it."""
+        with self._lock:
+            obj = self._objects.get((kind, namespace), {}).get(name)
+            return _version_text(obj) if obj is not None else None
+
+    def versions(self, kind: str, namespace: str, match: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        """(name, resourceVersion) of what `select` would answer, without copying it."""
+        with self._lock:
+            return tuple((str(o["metadata"]["name"]), _version_text(o)) for o in self._matches(kind, namespace, match))
 
     def keys(self, kind: str | None = None) -> list[Key]:
         with self._lock:

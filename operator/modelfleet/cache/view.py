@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelfleet.cache.store import Store, resource_version
@@ -115,6 +117,29 @@ class Expectations:
             return len(self._pending)
 
 
+@dataclass
+class Reads:
+    """What one pass read and did through the cache, so that a later pass can tell it would read the same: each
+    object's resourceVersion (None: absent), each list's members with theirs, and values read beside the cache
+    (the model's activity reading) with how to read them again. `outside`: it asked the API server or an object
+    store (not judged: such a pass always runs); `wrote`: it created, applied or deleted something."""
+
+    objects: dict[tuple[str, str, str], str | None] = field(default_factory=dict)
+    lists: dict[tuple[str, str, frozenset[tuple[str, str]]], tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    beside: list[tuple[Callable[[], Any], Any]] = field(default_factory=list)
+    outside: bool = False
+    wrote: bool = False
+
+    def still_hold(self, store: Store) -> bool:
+        """True when every object and list read has the same versions in `store`, and every value read beside the
+        cache is equal: a pass now would decide from the same inputs."""
+        return (
+            all(store.version(*where) == version for where, version in self.objects.items())
+            and all(store.versions(k, ns, dict(match)) == seen for (k, ns, match), seen in self.lists.items())
+            and all(read() == seen for read, seen in self.beside)
+        )
+
+
 def _selector(text: str | None) -> dict[str, str]:
     """`a=b,c=d` -> {"label:a": "b", ...}: equality selectors are all the reconcilers use."""
     match: dict[str, str] = {}
@@ -132,11 +157,60 @@ class CachedCluster:
         self.store, self.kube, self.expectations = store, kube, expectations
         self._lock = threading.Lock()
         self._artifacts: dict[tuple[str, str], tuple[float, bool | None]] = {}
+        self._recording = threading.local()  # each worker thread records its own pass
+
+    # -- what a pass read
+    @contextmanager
+    def recording(self) -> Iterator[Reads]:
+        """Records the reads and writes made on this thread until the block ends."""
+        self._recording.reads = reads = Reads()
+        try:
+            yield reads
+        finally:
+            self._recording.reads = None
+
+    def _reads(self) -> Reads | None:
+        return getattr(self._recording, "reads", None)
+
+    def read_beside(self, read: Callable[[], Any]) -> Any:
+        """`read()`, a value kept beside the cache, recorded with the pass's reads."""
+        value = read()
+        if (reads := self._reads()) is not None:
+            reads.beside.append((read, value))
+        return value
+
+    def reading_outside(self, prometheus_for: Callable[[str], Any]) -> Callable[[str], Any]:
+        """`prometheus_for` whose use marks the pass as having read outside the cache."""
+
+        def client(url: str) -> Any:
+            self._outside()
+            return prometheus_for(url)
+
+        return client
+
+    def _outside(self) -> None:
+        if (reads := self._reads()) is not None:
+            reads.outside = True
+
+    def _wrote(self) -> None:
+        if (reads := self._reads()) is not None:
+            reads.wrote = True
+
+    def _select(self, kind: str, namespace: str, match: Mapping[str, str]) -> list[dict[str, Any]]:
+        found = self.store.select(kind, namespace, match)
+        if (reads := self._reads()) is not None:
+            versions = tuple((str(o["metadata"]["name"]), str(o["metadata"].get("resourceVersion", ""))) for o in found)
+            reads.lists[(kind, namespace, frozenset(match.items()))] = versions
+        return found
 
     # -- reads
     def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self.expectations.check(Key(kind, namespace, name))
-        return self.store.get(kind, namespace, name)
+        found = self.store.get(kind, namespace, name)
+        if (reads := self._reads()) is not None:
+            version = str(found["metadata"].get("resourceVersion", "")) if found is not None else None
+            reads.objects[(kind, namespace, name)] = version
+        return found
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get("Job", namespace, name)
@@ -146,7 +220,7 @@ class CachedCluster:
 
     def workload_of_job(self, namespace: str, job_uid: str) -> dict[str, Any] | None:
         """Kueue's Workload for a Job (None where Kueue is not installed, or has not made one yet)."""
-        found = self.store.select("Workload", namespace, {f"label:{KUEUE_JOB_UID}": job_uid})
+        found = self._select("Workload", namespace, {f"label:{KUEUE_JOB_UID}": job_uid})
         return found[0] if found else None
 
     def get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
@@ -157,7 +231,7 @@ class CachedCluster:
         job = match.get(f"label:{LABEL_JOB_NAME}")
         if job:
             self.expectations.check(Key("Job", namespace, job))
-        return self.store.select("Pod", namespace, match)
+        return self._select("Pod", namespace, match)
 
     def list_custom(
         self, namespace: str, plural: str, selector: str | None = None, *, fields: Mapping[str, str] | None = None
@@ -169,15 +243,17 @@ class CachedCluster:
         model = match.get(f"label:{LABEL_MODEL}")
         if model:
             self.expectations.check_model(kind, namespace, model)
-        return self.store.select(kind, namespace, match)
+        return self._select(kind, namespace, match)
 
     # Claims and volumes are read only when a run is about to start (change-driven, rare): not worth a watch.
     def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._outside()
         return self.kube.get_claim(namespace, name)
 
     def artifact_exists(self, namespace: str, uri: str) -> bool | None:
         """Asked of the API server (claim, volume) and remembered for ARTIFACT_SECONDS: a burst of cache hits of one
         artifact looks once."""
+        self._outside()
         now = time.monotonic()
         with self._lock:
             known = self._artifacts.get((namespace, uri))
@@ -190,6 +266,7 @@ class CachedCluster:
 
     # -- writes
     def create_custom(self, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        self._wrote()
         created = self.kube.create_custom(namespace, plural, body)
         if created is not None:
             key = Key(KIND_OF_PLURAL[plural], namespace, str(created["metadata"]["name"]))
@@ -198,9 +275,11 @@ class CachedCluster:
         return created
 
     def create_claim(self, body: dict[str, Any]) -> bool:
+        self._wrote()
         return self.kube.create_claim(body)
 
     def apply(self, obj: dict[str, Any]) -> str | None:
+        self._wrote()
         version = self.kube.apply(obj)
         if obj["kind"] in ("Job", "Deployment"):
             meta = obj["metadata"]
@@ -208,8 +287,10 @@ class CachedCluster:
         return version
 
     def delete_job(self, namespace: str, name: str) -> None:
+        self._wrote()
         self.kube.delete_job(namespace, name)
         self.expectations.expect_gone(Key("Job", namespace, name))
 
     def delete_if_exists(self, kind: str, namespace: str, name: str) -> None:
+        self._wrote()
         self.kube.delete_if_exists(kind, namespace, name)

@@ -2,6 +2,12 @@
 patch (only what changed, refused if the object changed meanwhile) -> Events -> counters, in that order, so that a
 refused write neither posts nor counts anything twice.
 
+A pass whose object and every input it read are as the last pass found them, where that pass wrote nothing and
+asked for no pass at a time of its own, is not run again: it would decide the same (reconcilers are functions of
+their inputs and `now`, and a decision that waits on time says so with `requeue_after`). That is what keeps the
+slow resync of an idle fleet at a few cache lookups per object, and it still catches what a lost or misrouted
+event would have missed: any input that changed runs the pass.
+
 Errors are classified here and nowhere else: InvalidSpec is permanent until the spec changes (Ready=False/InvalidSpec
 and one Warning Event), a cache behind the operator's own write waits for the watch, DependencyNotReady and
 retriable API errors come back after their delay or back-off (429 after its Retry-After), anything else is logged
@@ -9,8 +15,10 @@ and retried with back-off. Nothing escapes to the worker pool: one bad object ne
 
 from __future__ import annotations
 
+import copy
 import datetime
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +30,7 @@ from urllib3.exceptions import HTTPError
 
 from modelfleet.api.v1alpha1 import API_VERSION
 from modelfleet.api.v1alpha1.common import Condition
-from modelfleet.cache.view import CacheBehind, CachedCluster, Expectations
+from modelfleet.cache.view import CacheBehind, CachedCluster, Expectations, Reads
 from modelfleet.clients.kube import Kube
 from modelfleet.clients.ports import PrometheusFor
 from modelfleet.clients.ratelimit import ClientStopped
@@ -65,7 +73,7 @@ class PassDeps:
 
 @dataclass(frozen=True)
 class PassResult:
-    result: str  # success, invalid, waiting, conflict, retry, error, gone, abandoned
+    result: str  # success, unchanged, invalid, waiting, conflict, retry, error, gone, abandoned
     again: float | None = None  # seconds until the next pass; None: events and the resync only
     backoff: bool = False  # `again` is a floor: the key's exponential back-off applies
     cap: float | None = None  # the back-off's ceiling, when not the queue's (an unreachable API server)
@@ -107,6 +115,18 @@ def invalid_status(kind: Kind, raw: Mapping[str, Any], message: str, now: dateti
     return desired, news
 
 
+@dataclass(frozen=True)
+class Memo:
+    """A pass that changed nothing: the object's resourceVersion it read, and what else it read."""
+
+    version: str
+    reads: Reads
+
+
+def _version(raw: Mapping[str, Any]) -> str:
+    return str((raw.get("metadata") or {}).get("resourceVersion", ""))
+
+
 def _retry_after(e: ApiException) -> float:
     try:
         return float((e.headers or {}).get("Retry-After", 0))
@@ -126,13 +146,30 @@ class Pass:
         clock: Callable[[], datetime.datetime],
     ) -> None:
         self.kinds, self.deps, self.kube, self.expectations, self.clock = kinds, deps, kube, expectations, clock
+        self._memos: dict[Key, Memo] = {}
+        self._memos_lock = threading.Lock()
 
-    def run(self, key: Key, raw: dict[str, Any]) -> PassResult:
+    def forget(self, key: Key) -> None:
+        with self._memos_lock:
+            self._memos.pop(key, None)
+
+    def _unchanged(self, key: Key, raw: Mapping[str, Any]) -> bool:
+        with self._memos_lock:
+            memo = self._memos.get(key)
+        return memo is not None and memo.version == _version(raw) and memo.reads.still_hold(self.deps.kube.store)
+
+    def run(self, key: Key, raw: Mapping[str, Any]) -> PassResult:
+        """One pass of `key`; `raw` is its cached body (not changed here: the reconciler gets a copy)."""
         kind = self.kinds[key.kind]
         started = time.perf_counter()
         result = PassResult("error")
         try:
-            result = self._run(kind, key, raw)
+            self.expectations.check(key, raw)  # never decide from a body older than this operator's last status write
+            if self._unchanged(key, raw):
+                result = PassResult("unchanged")
+            else:
+                self.forget(key)
+                result = self._run(kind, key, copy.deepcopy(dict(raw)))
         except ClientStopped:
             result = PassResult("abandoned")  # shutting down: the next start runs it again
         except CacheBehind as e:
@@ -170,28 +207,29 @@ class Pass:
         return PassResult("error", 5.0, backoff=True, cause=f"http-{e.status}")
 
     def _run(self, kind: Kind, key: Key, raw: dict[str, Any]) -> PassResult:
-        self.expectations.check(key, raw)  # never decide from a body older than this operator's last status write
         now = self.clock()
         generation = (raw.get("metadata") or {}).get("generation")
         try:
-            obj = parse(kind.model, raw)
-            outcome = kind.reconcile(obj, generation, self.deps, now)
+            with self.deps.kube.recording() as reads:
+                obj = parse(kind.model, raw)
+                outcome = kind.reconcile(obj, generation, self.deps, now)
         except InvalidSpec as e:
             desired, news = invalid_status(kind, raw, str(e), now)
             self._write(kind, key, raw, desired, [Event("Warning", "InvalidSpec", str(e))] if news else [])
             return PassResult("invalid")
-        refused = self._write(kind, key, raw, outcome.status.wire(), outcome.events)
-        if refused:
+        written = self._write(kind, key, raw, outcome.status.wire(), outcome.events)
+        if written == "refused":
             return PassResult("conflict", CONFLICT_DELAY, cause="conflict")
         for count in outcome.on_landed:
             count()
+        if written == "nothing" and not (reads.wrote or reads.outside) and outcome.requeue_after is None:
+            with self._memos_lock:
+                self._memos[key] = Memo(_version(raw), reads)
         return PassResult("success", outcome.requeue_after)
 
-    def _write(
-        self, kind: Kind, key: Key, raw: dict[str, Any], desired: Mapping[str, Any], events: list[Event]
-    ) -> bool:
-        """Patches the status where it changed, then posts the Events; True when the patch was refused as stale
-        (then only the Events of writes already made are posted)."""
+    def _write(self, kind: Kind, key: Key, raw: dict[str, Any], desired: Mapping[str, Any], events: list[Event]) -> str:
+        """Patches the status where it changed, then posts the Events. Says what it did: "refused" when the patch
+        was refused as stale (then only the Events of writes already made are posted), "wrote", or "nothing"."""
         diff = merge_patch(raw.get("status") or {}, desired)
         if diff:
             try:
@@ -202,12 +240,12 @@ class Pass:
                 if e.status != 409:
                     raise
                 self._post(kind, raw, [e for e in events if e.action])
-                return True
+                return "refused"
             crash_point("after-status-patch")  # the status landed, its Events not yet posted
             self.expectations.expect(key, (written.get("metadata") or {}).get("resourceVersion"))
             raw = {**raw, "metadata": written.get("metadata") or raw["metadata"]}
         self._post(kind, raw, events)
-        return False
+        return "wrote" if diff or events else "nothing"
 
     def _post(self, kind: Kind, raw: dict[str, Any], events: list[Event]) -> None:
         involved = {"apiVersion": API_VERSION, "kind": kind.name, "metadata": raw["metadata"]}

@@ -76,7 +76,7 @@ class Controller:
         self.activity = ActivityBoard()
         self.passes = Pass(
             kinds,
-            PassDeps(self.view, config, prometheus_for, self.activity, GroupReadings()),
+            PassDeps(self.view, config, self.view.reading_outside(prometheus_for), self.activity, GroupReadings()),
             kube,
             self.expectations,
             clock,
@@ -106,6 +106,7 @@ class Controller:
             return
         if event_type == "DELETED" and kind in OURS:
             self.queue.discard(change.key)
+            self.passes.forget(change.key)
             if kind == "MLModel":  # its activity readings go with it (a fleet with churn must not accumulate them)
                 self.activity.forget(change.key.namespace, change.key.name)
             forget = self.forget.get(kind)
@@ -281,7 +282,7 @@ class Controller:
         while True:
             key = await self.queue.get()
             try:
-                raw = self.store.get(*key)
+                raw = self.store.peek(*key)  # the pass copies it only if it runs
                 if raw is None:
                     self.queue.discard(key)
                     continue
@@ -314,7 +315,7 @@ class Controller:
             self.queue.add(key, result.again)
             if result.cause:
                 WORKQUEUE_RETRIES.labels(key.kind, result.cause).inc()
-        if result.result in ("success", "invalid"):
+        if result.result in ("success", "unchanged", "invalid"):
             self.queue.forget(key)
         if key.kind == "TrainingJob" and has_finished(raw):
             return

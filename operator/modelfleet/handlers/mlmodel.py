@@ -47,7 +47,8 @@ def _canary_reader(deps: PassDeps) -> Callable[[str, str, str], CanaryReading | 
 
 def reconcile(obj: MLModel, generation: int | None, deps: PassDeps, now: Any) -> Outcome:
     namespace, name = str(obj.metadata.get("namespace", "")), str(obj.metadata.get("name", ""))
-    activity = deps.activity.get(namespace, name) if deps.activity is not None else None
+    board = deps.activity
+    activity = deps.kube.read_beside(lambda: board.get(namespace, name)) if board is not None else None
     outcome = reconcile_mlmodel(obj, generation, deps.kube, deps.config, now, activity, _canary_reader(deps))
     outcome.on_landed.append(lambda: _export(obj, outcome.status))
     return outcome
