@@ -94,6 +94,26 @@ def test_the_cache_source_search_narrows_by_the_runs_that_trained_not_by_every_h
     assert [o["metadata"]["name"] for o in store.select("TrainingJob", "ns", {"status.fingerprint": ""})] == []
 
 
+def test_the_cache_answers_facts_and_versions_without_unpacking_and_filters_the_rest_on_the_object() -> None:
+    store = Store()
+    store.upsert("MLModel", obj("m", 3, spec={"serving": {"resources": {"gpu": 1}}}, status={"phase": "Serving"}))
+    store.upsert("Deployment", obj("m", 4, metadata={"labels": {"modelfleet.io/model": "m"}}, spec={"replicas": 1}))
+    serving = {"modelfleet.io/model": "m", "app.kubernetes.io/component": "serving"}
+    store.upsert("Pod", obj("m-a", 5, metadata={"labels": serving}, status={"phase": "Running"}))
+    store.upsert("Pod", obj("m-b", 6, metadata={"labels": {**serving, "app.kubernetes.io/component": "x"}}))
+    assert store.fact("MLModel", "ns", "m", "spec.serving.resources.gpu") == 1
+    assert store.fact("Deployment", "ns", "m", "label:modelfleet.io/model") == "m"
+    assert store.fact("MLModel", "ns", "gone", "spec.serving.resources.gpu") is None
+    match = {f"label:{k}": v for k, v in serving.items()}
+    assert store.versions("Pod", "ns", match) == (("m-a", "5"),)
+    assert store.version("MLModel", "ns", "m") == "3" and store.version("MLModel", "ns", "gone") is None
+    # A path that is neither indexed nor a fact is compared on the unpacked object.
+    assert [o["metadata"]["name"] for o in store.select("Pod", "ns", {"status.phase": "Running"})] == ["m-a"]
+    assert store.keys_of("Pod", "ns", {"status.phase": ""}) == [Key("Pod", "ns", "m-b")]
+    change = store.delete("MLModel", "ns", "m")
+    assert change.old is not None and change.old["status"] == {"phase": "Serving"} and change.new is None
+
+
 # -- the queue
 def test_the_queue_runs_a_burst_once_and_a_key_added_during_its_pass_again_after_it() -> None:
     async def scenario() -> list[str]:

@@ -2,15 +2,18 @@
 pods, Deployments and their pods) only the fields a decision reads.
 
 Written by the watch handlers on the event loop, read by reconcile passes on worker threads (a lock guards both;
-readers get deep copies, so a pass can never change what the next one sees). Lookups go through indexes (labels,
+objects are kept packed and every reader unpacks a copy of its own, so a pass can never change what the next one
+sees). Lookups go through indexes (labels,
 owner, selectable fields), so a pass costs the same at 10 models and at 10,000."""
 
 from __future__ import annotations
 
 import copy
+import json
 import threading
+import zlib
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +24,25 @@ INDEXED: dict[str, tuple[str, ...]] = {
     "TrainingJob": (f"label:{LABEL_MODEL}", "status.fingerprint", "status.cachedFrom"),
     "DriftPolicy": ("spec.modelRef.name",),
     "ModelVersion": (f"label:{LABEL_MODEL}",),
-    "Pod": (f"label:{LABEL_JOB_NAME}", f"label:{LABEL_MODEL}", f"label:{LABEL_TRAININGJOB}"),
+    "Pod": (
+        f"label:{LABEL_JOB_NAME}",
+        f"label:{LABEL_MODEL}",
+        f"label:{LABEL_TRAININGJOB}",
+        "label:app.kubernetes.io/component",
+    ),
     "Workload": (f"label:{KUEUE_JOB_UID}",),
 }
 # Paths indexed also where the field is absent (as "", which is what a selector matches then): the runs that trained
 # (`status.cachedFrom` absent) are few, while every cache hit of a fleet shares one fingerprint, so the cache-source
 # search narrows by this one (by the fingerprint alone it read all 5,000 hits on every pass: quadratic).
 INDEXED_WHEN_ABSENT = frozenset({("TrainingJob", "status.cachedFrom")})
+# Values read without unpacking the object, beside the indexed ones: what the activity scan reads of every serving
+# model each interval, and what a pod event's routing and the membership check read.
+FACTS: dict[str, tuple[str, ...]] = {
+    "MLModel": ("spec.serving.resources.gpu",),
+    "DriftPolicy": ("spec.prometheus.url",),
+    "Deployment": (f"label:{LABEL_MODEL}",),
+}
 # Annotations that can be large and that no decision reads.
 DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 KEPT_METADATA = (
@@ -113,9 +128,12 @@ def _text(value: Any) -> str:
 def resource_version(obj: Mapping[str, Any] | None) -> int | None:
     """The object's resourceVersion as a number, where it is one (etcd revisions are; the API calls them opaque, so
     a version that is not a number is never compared)."""
-    raw = ((obj or {}).get("metadata") or {}).get("resourceVersion")
+    return _number(((obj or {}).get("metadata") or {}).get("resourceVersion"))
+
+
+def _number(version: Any) -> int | None:
     try:
-        return int(str(raw))
+        return int(str(version))
     except (TypeError, ValueError):
         return None
 
@@ -133,42 +151,72 @@ class Change:
     new: dict[str, Any] | None
 
 
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """One object as the store keeps it: its resourceVersion and the few values lookups read (the indexed paths and
+    FACTS) as they are, the rest packed. A fleet's objects are read far less often than they are kept: packed,
+    a served model's objects take about 7 KiB instead of 43 (measured on 500 models), and a reader gets its own
+    copy by unpacking, which costs less than the deep copy it replaces."""
+
+    version: str
+    facts: dict[str, Any]
+    packed: bytes
+
+
+def _pack(obj: Mapping[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
+
+
+def _unpack(kept: Kept) -> dict[str, Any]:
+    return json.loads(zlib.decompress(kept.packed))
+
+
+def _keep(kind: str, obj: Mapping[str, Any]) -> Kept:
+    facts = {
+        path: value
+        for path in (*INDEXED.get(kind, ()), *FACTS.get(kind, ()))
+        if (value := _indexed_value(kind, obj, path)) is not None
+    }
+    return Kept(_version_text(obj), facts, _pack(obj))
+
+
 class Store:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._objects: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
+        self._objects: dict[tuple[str, str], dict[str, Kept]] = defaultdict(dict)
         # (kind, namespace, path, value) -> names
         self._index: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)
 
-    def _unindex(self, kind: str, namespace: str, name: str, obj: Mapping[str, Any]) -> None:
+    def _unindex(self, kind: str, namespace: str, name: str, kept: Kept) -> None:
         for path in INDEXED.get(kind, ()):
-            value = _indexed_value(kind, obj, path)
-            if value is not None:
-                names = self._index.get((kind, namespace, path, str(value)))
+            if path in kept.facts:
+                names = self._index.get((kind, namespace, path, str(kept.facts[path])))
                 if names is not None:
                     names.discard(name)
                     if not names:
-                        del self._index[(kind, namespace, path, str(value))]
+                        del self._index[(kind, namespace, path, str(kept.facts[path]))]
 
     def upsert(self, kind: str, body: Mapping[str, Any]) -> Change:
-        """Keeps the slim object; an event older than what is kept (a lagging watch) changes nothing."""
+        """Keeps the slim object; an event older than what is kept (a lagging watch) changes nothing (then the
+        change's `old` is its `new`)."""
         obj = slim(kind, body)
+        kept = _keep(kind, obj)
         meta = obj["metadata"]
         namespace, name = str(meta.get("namespace", "")), str(meta["name"])
         key = Key(kind, namespace, name)
         with self._lock:
             old = self._objects[(kind, namespace)].get(name)
-            have, got = resource_version(old), resource_version(obj)
+            have, got = _number(old.version if old else None), _number(kept.version)
             if old is not None and have is not None and got is not None and got < have:
-                return Change(key, old, old)
+                stale = _unpack(old)
+                return Change(key, stale, stale)
             if old is not None:
                 self._unindex(kind, namespace, name, old)
-            self._objects[(kind, namespace)][name] = obj
+            self._objects[(kind, namespace)][name] = kept
             for path in INDEXED.get(kind, ()):
-                value = _indexed_value(kind, obj, path)
-                if value is not None:
-                    self._index[(kind, namespace, path, str(value))].add(name)
-        return Change(key, old, obj)
+                if path in kept.facts:
+                    self._index[(kind, namespace, path, str(kept.facts[path]))].add(name)
+        return Change(key, _unpack(old) if old is not None else None, obj)
 
     def delete(self, kind: str, namespace: str, name: str) -> Change:
         key = Key(kind, namespace, name)
@@ -176,47 +224,60 @@ class Store:
             old = self._objects[(kind, namespace)].pop(name, None)
             if old is not None:
                 self._unindex(kind, namespace, name, old)
-        return Change(key, old, None)
+        return Change(key, _unpack(old) if old is not None else None, None)
 
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        with self._lock:
-            obj = self._objects.get((kind, namespace), {}).get(name)
-            return copy.deepcopy(obj) if obj is not None else None
-
-    def peek(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
-        """The kept object itself, not a copy: for the watch handlers' cheap checks, never to be changed."""
+    def _kept(self, kind: str, namespace: str, name: str) -> Kept | None:
         with self._lock:
             return self._objects.get((kind, namespace), {}).get(name)
 
-    def _matches(self, kind: str, namespace: str, match: Mapping[str, str]) -> list[dict[str, Any]]:
-        """The kept objects `select` answers with, by name (the lock is held)."""
-        objects = self._objects.get((kind, namespace), {})
-        narrowed: list[set[str]] = [
-            self._index.get((kind, namespace, p, v), set())
-            for p, v in match.items()
-            if p in INDEXED.get(kind, ()) and (v != "" or (kind, p) in INDEXED_WHEN_ABSENT)
-        ]
-        smallest = min(narrowed, key=lambda names: len(names)) if narrowed else objects.keys()
-        found = [objects[n] for n in sorted(smallest) if n in objects]
-        return [o for o in found if all(_text(_value(o, p)) == v for p, v in match.items())]
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object (a copy of its own for the caller), or None."""
+        kept = self._kept(kind, namespace, name)
+        return _unpack(kept) if kept is not None else None
+
+    def version(self, kind: str, namespace: str, name: str) -> str | None:
+        """The kept object's resourceVersion (None: not kept), without unpacking it."""
+        kept = self._kept(kind, namespace, name)
+        return kept.version if kept is not None else None
+
+    def fact(self, kind: str, namespace: str, name: str, path: str) -> Any:
+        """The value at an indexed or FACTS path of the kept object (None: absent, or not kept)."""
+        kept = self._kept(kind, namespace, name)
+        return kept.facts.get(path) if kept is not None else None
+
+    def _matches(self, kind: str, namespace: str, match: Mapping[str, str]) -> list[tuple[str, Kept]]:
+        """What `select` answers with, by name, through the narrowest index; paths that are not facts are compared
+        on the unpacked object."""
+        with self._lock:
+            objects = self._objects.get((kind, namespace), {})
+            narrowed: list[set[str]] = [
+                self._index.get((kind, namespace, p, v), set())
+                for p, v in match.items()
+                if p in INDEXED.get(kind, ()) and (v != "" or (kind, p) in INDEXED_WHEN_ABSENT)
+            ]
+            smallest = min(narrowed, key=lambda names: len(names)) if narrowed else objects.keys()
+            found = [(n, objects[n]) for n in sorted(smallest) if n in objects]
+        known = (*INDEXED.get(kind, ()), *FACTS.get(kind, ()))
+        by_fact = {p: v for p, v in match.items() if p in known}
+        others = {p: v for p, v in match.items() if p not in known}
+        found = [(n, k) for n, k in found if all(_text(k.facts.get(p)) == v for p, v in by_fact.items())]
+        if others:
+            found = [(n, k) for n, k in found if all(_text(_value(_unpack(k), p)) == v for p, v in others.items())]
+        return found
 
     def select(self, kind: str, namespace: str, match: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Objects whose labels ("label:<key>") and field paths equal `match` ("" matching a missing field), through
-        the narrowest index that answers (an index holds "" only where it is kept for absent fields); only the
-        matches are copied."""
-        with self._lock:
-            return copy.deepcopy(self._matches(kind, namespace, dict(match or {})))
+        the narrowest index that answers (an index holds "" only where it is kept for absent fields), each a copy
+        of its own."""
+        return [_unpack(kept) for _, kept in self._matches(kind, namespace, dict(match or {}))]
 
-    def version(self, kind: str, namespace: str, name: str) -> str | None:
-        """The kept object's resourceVersion (None: not kept), without copying it."""
-        with self._lock:
-            obj = self._objects.get((kind, namespace), {}).get(name)
-            return _version_text(obj) if obj is not None else None
+    def keys_of(self, kind: str, namespace: str, match: Mapping[str, str]) -> list[Key]:
+        """Keys of what `select` would answer, without unpacking what the facts answer."""
+        return [Key(kind, namespace, name) for name, _ in self._matches(kind, namespace, match)]
 
     def versions(self, kind: str, namespace: str, match: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-        """(name, resourceVersion) of what `select` would answer, without copying it."""
-        with self._lock:
-            return tuple((str(o["metadata"]["name"]), _version_text(o)) for o in self._matches(kind, namespace, match))
+        """(name, resourceVersion) of what `select` would answer, without unpacking what the facts answer."""
+        return tuple((name, kept.version) for name, kept in self._matches(kind, namespace, match))
 
     def keys(self, kind: str | None = None) -> list[Key]:
         with self._lock:
@@ -234,14 +295,3 @@ class Store:
     def namespaces(self, kind: str) -> list[str]:
         with self._lock:
             return sorted(ns for (k, ns), objects in self._objects.items() if k == kind and objects)
-
-    def where(self, kind: str, test: Callable[[Mapping[str, Any]], bool]) -> list[Key]:
-        """Keys of the objects of a kind that pass `test` (which must not keep or change what it is given)."""
-        with self._lock:
-            return [
-                Key(kind, ns, name)
-                for (k, ns), objects in self._objects.items()
-                if k == kind
-                for name, obj in objects.items()
-                if test(obj)
-            ]

@@ -75,14 +75,14 @@ class Expectations:
             self._pending[key] = (GONE, self._clock() + EXPECTATION_SECONDS)
 
     def _met(self, key: Key, want: str, body: Mapping[str, Any] | None) -> bool:
-        current = body if body is not None else self.store.peek(*key)
+        version = (body.get("metadata") or {}).get("resourceVersion") if body is not None else self.store.version(*key)
         if want == GONE:
-            return current is None
-        have = resource_version(current)
+            return version is None
+        have = resource_version({"metadata": {"resourceVersion": version}})
         try:
             return have is not None and have >= int(want)
         except ValueError:  # not a number: only "the object is there" can be told
-            return current is not None
+            return version is not None
 
     def check(self, key: Key, body: Mapping[str, Any] | None = None) -> None:
         """Raises CacheBehind while the store (or `body`, read from it) is behind this operator's last write of

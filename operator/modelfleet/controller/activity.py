@@ -57,15 +57,12 @@ def serving_models(store: Store) -> dict[tuple[str, str], list[tuple[str, bool]]
     """(namespace, Prometheus URL) -> [(model, serves on GPUs)] for every model with a Deployment in the cache."""
     groups: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
     for key in store.keys("Deployment"):
-        deployment = store.peek(*key)
-        model = ((deployment or {}).get("metadata", {}).get("labels") or {}).get(LABEL_MODEL)
-        raw = store.peek("MLModel", key.namespace, str(model)) if model else None
-        if raw is None:
+        model = store.fact(*key, f"label:{LABEL_MODEL}")
+        if not model or store.version("MLModel", key.namespace, str(model)) is None:
             continue
-        spec = raw.get("spec") or {}
-        gpu = int(((spec.get("serving") or {}).get("resources") or {}).get("gpu") or 0) > 0
-        policies = store.select("DriftPolicy", key.namespace, {"spec.modelRef.name": str(model)})
-        urls = [((p.get("spec") or {}).get("prometheus") or {}).get("url") for p in policies]
+        gpu = int(store.fact("MLModel", key.namespace, str(model), "spec.serving.resources.gpu") or 0) > 0
+        policies = store.keys_of("DriftPolicy", key.namespace, {"spec.modelRef.name": str(model)})
+        urls = [store.fact(*p, "spec.prometheus.url") for p in policies]
         groups[(key.namespace, next((u for u in urls if u), ""))].append((str(model), gpu))
     return groups
 

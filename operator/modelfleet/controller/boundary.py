@@ -15,7 +15,6 @@ and retried with back-off. Nothing escapes to the worker pool: one bad object ne
 
 from __future__ import annotations
 
-import copy
 import datetime
 import logging
 import threading
@@ -159,7 +158,7 @@ class Pass:
         return memo is not None and memo.version == _version(raw) and memo.reads.still_hold(self.deps.kube.store)
 
     def run(self, key: Key, raw: Mapping[str, Any]) -> PassResult:
-        """One pass of `key`; `raw` is its cached body (not changed here: the reconciler gets a copy)."""
+        """One pass of `key`; `raw` is its body, a copy of the cache's own."""
         kind = self.kinds[key.kind]
         started = time.perf_counter()
         result = PassResult("error")
@@ -169,7 +168,7 @@ class Pass:
                 result = PassResult("unchanged")
             else:
                 self.forget(key)
-                result = self._run(kind, key, copy.deepcopy(dict(raw)))
+                result = self._run(kind, key, dict(raw))
         except ClientStopped:
             result = PassResult("abandoned")  # shutting down: the next start runs it again
         except CacheBehind as e:

@@ -139,7 +139,7 @@ class Controller:
         ]
 
     def _job_owner(self, namespace: str, job: str) -> Key | None:
-        cached = self.store.peek("Job", namespace, job)
+        cached = self.store.get("Job", namespace, job)
         owner = controller_of(cached) if cached else None
         if owner and owner.get("kind") == "TrainingJob":
             return Key("TrainingJob", namespace, str(owner.get("name", "")))
@@ -185,7 +185,7 @@ class Controller:
             for key in self.store.keys(kind):
                 if (scope is not None and key.namespace != scope) or (key.namespace, key.name) in names:
                     continue
-                cached = self.store.peek(*key)
+                cached = self.store.get(*key)
                 have = resource_version(cached)
                 if cached is None or have is None or have > version:
                     continue
@@ -282,7 +282,7 @@ class Controller:
         while True:
             key = await self.queue.get()
             try:
-                raw = self.store.peek(*key)  # the pass copies it only if it runs
+                raw = self.store.get(*key)
                 if raw is None:
                     self.queue.discard(key)
                     continue
