@@ -329,7 +329,7 @@ def test_a_pass_whose_inputs_are_as_the_last_one_found_them_is_not_run_again() -
     assert (again(), again(), len(runs)) == ("success", "unchanged", 5)
     store.delete("Job", "ns", "j")
     assert (again(), len(runs)) == ("success", 6)
-    boundary.forget(key)  # the object was deleted
+    boundary.memos.forget(key)  # the object was deleted
     assert (again(), len(runs)) == ("success", 7)
 
 

@@ -138,7 +138,8 @@ def _number(version: Any) -> int | None:
         return None
 
 
-def _version_text(obj: Mapping[str, Any]) -> str:
+def version_text(obj: Mapping[str, Any]) -> str:
+    """The object's resourceVersion as the API gives it ("" when it has none): what "unchanged" is judged by."""
     return str((obj.get("metadata") or {}).get("resourceVersion", ""))
 
 
@@ -177,7 +178,7 @@ def _keep(kind: str, obj: Mapping[str, Any]) -> Kept:
         for path in (*INDEXED.get(kind, ()), *FACTS.get(kind, ()))
         if (value := _indexed_value(kind, obj, path)) is not None
     }
-    return Kept(_version_text(obj), facts, _pack(obj))
+    return Kept(version_text(obj), facts, _pack(obj))
 
 
 class Store:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelfleet.cache.store import Store, resource_version
+from modelfleet.cache.store import Store, resource_version, version_text
 from modelfleet.clients.kube import Kube
 from modelfleet.errors import DependencyNotReady
 from modelfleet.vocabulary import KUEUE_JOB_UID, LABEL_JOB_NAME, LABEL_MODEL, PLURALS, Key
@@ -199,7 +199,7 @@ class CachedCluster:
     def _select(self, kind: str, namespace: str, match: Mapping[str, str]) -> list[dict[str, Any]]:
         found = self.store.select(kind, namespace, match)
         if (reads := self._reads()) is not None:
-            versions = tuple((str(o["metadata"]["name"]), str(o["metadata"].get("resourceVersion", ""))) for o in found)
+            versions = tuple((str(o["metadata"]["name"]), version_text(o)) for o in found)
             reads.lists[(kind, namespace, frozenset(match.items()))] = versions
         return found
 
@@ -208,8 +208,7 @@ class CachedCluster:
         self.expectations.check(Key(kind, namespace, name))
         found = self.store.get(kind, namespace, name)
         if (reads := self._reads()) is not None:
-            version = str(found["metadata"].get("resourceVersion", "")) if found is not None else None
-            reads.objects[(kind, namespace, name)] = version
+            reads.objects[(kind, namespace, name)] = version_text(found) if found is not None else None
         return found
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:

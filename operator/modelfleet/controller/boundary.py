@@ -2,11 +2,7 @@
 patch (only what changed, refused if the object changed meanwhile) -> Events -> counters, in that order, so that a
 refused write neither posts nor counts anything twice.
 
-A pass whose object and every input it read are as the last pass found them, where that pass wrote nothing and
-asked for no pass at a time of its own, is not run again: it would decide the same (reconcilers are functions of
-their inputs and `now`, and a decision that waits on time says so with `requeue_after`). That is what keeps the
-slow resync of an idle fleet at a few cache lookups per object, and it still catches what a lost or misrouted
-event would have missed: any input that changed runs the pass.
+A pass whose inputs are as its last quiet pass found them is not run again (controller/memo.py).
 
 Errors are classified here and nowhere else: InvalidSpec is permanent until the spec changes (Ready=False/InvalidSpec
 and one Warning Event), a cache behind the operator's own write waits for the watch, DependencyNotReady and
@@ -17,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,11 +24,12 @@ from urllib3.exceptions import HTTPError
 
 from modelfleet.api.v1alpha1 import API_VERSION
 from modelfleet.api.v1alpha1.common import Condition
-from modelfleet.cache.view import CacheBehind, CachedCluster, Expectations, Reads
+from modelfleet.cache.view import CacheBehind, CachedCluster, Expectations
 from modelfleet.clients.kube import Kube
 from modelfleet.clients.ports import PrometheusFor
 from modelfleet.clients.ratelimit import ClientStopped
 from modelfleet.config import OperatorConfig
+from modelfleet.controller.memo import PassMemos
 from modelfleet.errors import DependencyNotReady, InvalidSpec
 from modelfleet.faults import crash_point
 from modelfleet.metrics import RECONCILE_SECONDS, RECONCILE_TOTAL
@@ -114,18 +110,6 @@ def invalid_status(kind: Kind, raw: Mapping[str, Any], message: str, now: dateti
     return desired, news
 
 
-@dataclass(frozen=True)
-class Memo:
-    """A pass that changed nothing: the object's resourceVersion it read, and what else it read."""
-
-    version: str
-    reads: Reads
-
-
-def _version(raw: Mapping[str, Any]) -> str:
-    return str((raw.get("metadata") or {}).get("resourceVersion", ""))
-
-
 def _retry_after(e: ApiException) -> float:
     try:
         return float((e.headers or {}).get("Retry-After", 0))
@@ -145,17 +129,7 @@ class Pass:
         clock: Callable[[], datetime.datetime],
     ) -> None:
         self.kinds, self.deps, self.kube, self.expectations, self.clock = kinds, deps, kube, expectations, clock
-        self._memos: dict[Key, Memo] = {}
-        self._memos_lock = threading.Lock()
-
-    def forget(self, key: Key) -> None:
-        with self._memos_lock:
-            self._memos.pop(key, None)
-
-    def _unchanged(self, key: Key, raw: Mapping[str, Any]) -> bool:
-        with self._memos_lock:
-            memo = self._memos.get(key)
-        return memo is not None and memo.version == _version(raw) and memo.reads.still_hold(self.deps.kube.store)
+        self.memos = PassMemos(deps.kube.store)
 
     def run(self, key: Key, raw: Mapping[str, Any]) -> PassResult:
         """One pass of `key`; `raw` is its body, a copy of the cache's own."""
@@ -164,10 +138,10 @@ class Pass:
         result = PassResult("error")
         try:
             self.expectations.check(key, raw)  # never decide from a body older than this operator's last status write
-            if self._unchanged(key, raw):
+            if self.memos.unchanged(key, raw):
                 result = PassResult("unchanged")
             else:
-                self.forget(key)
+                self.memos.forget(key)
                 result = self._run(kind, key, dict(raw))
         except ClientStopped:
             result = PassResult("abandoned")  # shutting down: the next start runs it again
@@ -222,8 +196,7 @@ class Pass:
         for count in outcome.on_landed:
             count()
         if written == "nothing" and not (reads.wrote or reads.outside) and outcome.requeue_after is None:
-            with self._memos_lock:
-                self._memos[key] = Memo(_version(raw), reads)
+            self.memos.remember(key, raw, reads)
         return PassResult("success", outcome.requeue_after)
 
     def _write(self, kind: Kind, key: Key, raw: dict[str, Any], desired: Mapping[str, Any], events: list[Event]) -> str:

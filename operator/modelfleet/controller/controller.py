@@ -106,7 +106,7 @@ class Controller:
             return
         if event_type == "DELETED" and kind in OURS:
             self.queue.discard(change.key)
-            self.passes.forget(change.key)
+            self.passes.memos.forget(change.key)
             if kind == "MLModel":  # its activity readings go with it (a fleet with churn must not accumulate them)
                 self.activity.forget(change.key.namespace, change.key.name)
             forget = self.forget.get(kind)
