@@ -8,7 +8,6 @@ owner, selectable fields), so a pass costs the same at 10 models and at 10,000."
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import zlib
@@ -76,22 +75,23 @@ def _pick(obj: Mapping[str, Any] | None, *keys: str) -> dict[str, Any]:
 
 
 def slim(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of an object the cache keeps: all of ours, the read fields of children."""
+    """The part of an object the cache keeps: all of ours, the read fields of children. Not a copy: it shares its
+    parts with `body` until the store packs it."""
     spec, status = body.get("spec") or {}, body.get("status") or {}
     out: dict[str, Any] = {"metadata": _metadata(body.get("metadata") or {})}
     if kind in ("MLModel", "TrainingJob", "DriftPolicy"):
-        out["spec"], out["status"] = copy.deepcopy(dict(spec)), copy.deepcopy(dict(status))
+        out["spec"], out["status"] = dict(spec), dict(status)
     elif kind == "ModelVersion":  # a record's pass reads whose version it is; the lineage stays on the server
-        out["spec"], out["status"] = _pick(spec, "modelRef", "version"), copy.deepcopy(dict(status))
+        out["spec"], out["status"] = _pick(spec, "modelRef", "version"), dict(status)
     elif kind == "Job":
         out["spec"] = _pick(spec, "suspend")
-        out["status"] = copy.deepcopy(dict(status))
+        out["status"] = dict(status)
     elif kind == "Pod":
         out["spec"] = _pick(spec, "nodeName", "restartPolicy")
-        out["status"] = copy.deepcopy(_pick(status, "phase", "conditions", "containerStatuses", "podIP"))
+        out["status"] = _pick(status, "phase", "conditions", "containerStatuses", "podIP")
     elif kind == "Workload":  # Kueue's admission of a Job: its conditions and the ClusterQueue that admitted it
         out["spec"] = _pick(spec, "queueName")
-        out["status"] = copy.deepcopy(_pick(status, "conditions"))
+        out["status"] = _pick(status, "conditions")
         if status.get("admission"):
             out["status"]["admission"] = _pick(status["admission"], "clusterQueue")
     elif kind == "Deployment":
@@ -100,7 +100,7 @@ def slim(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
             **_pick(spec, "replicas"),
             "template": {"metadata": {"labels": dict(template.get("labels") or {})}},
         }
-        out["status"] = copy.deepcopy(dict(status))
+        out["status"] = dict(status)
     else:
         raise ValueError(f"the cache does not keep {kind}")
     return out
@@ -145,7 +145,8 @@ def version_text(obj: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Change:
-    """What a watch event did to the cache: the object before and after (None when absent)."""
+    """What a watch event did to the cache: the object before and after (None when absent). `new` shares its parts
+    with the event's body: the watch side reads it, nothing changes it."""
 
     key: Key
     old: dict[str, Any] | None
