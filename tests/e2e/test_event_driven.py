@@ -104,3 +104,45 @@ def test_a_finished_job_reaches_its_model_within_two_seconds_and_an_idle_fleet_s
     after, passes_after = requests(op), op.counter("modelfleet_reconcile_total")
     assert after - before == 0, f"{after - before} API requests in 30 s of an idle fleet of {FLEET}"
     assert passes_after == passes  # not even a pass from the cache: nothing changed, nothing was due
+
+
+def test_a_resync_of_an_idle_fleet_runs_no_pass_whose_inputs_are_unchanged(
+    kube: Kube, kubeconfig: Path, crds: Path, namespace: str, tmp_path: Path
+) -> None:
+    """The resync (here every 4 s) still comes round, but a pass whose object and reads are as its last quiet pass
+    found them is not run: counted as "unchanged", nothing written (the only requests are the membership lists that
+    come with each resync period). A model's first resync after it settles may run once (its records' status
+    changed after its last pass), so the window starts a resync period later."""
+    op = OperatorProcess(
+        kubeconfig,
+        tmp_path / "operator.log",
+        "--namespace",
+        namespace,
+        env={"MODELFLEET_RESYNC_SECONDS": "4", "MODELFLEET_ACTIVITY_SECONDS": "3600"},
+    ).start()
+    try:
+        data = claim(kube, namespace, "datasets")
+        write("breast_cancer", data / "breast_cancer.csv")
+        kube.apply(kwok_model("m00"), namespace)
+        wait_for(lambda: (m := kube.get("mlm", "m00", namespace)) and has_condition(m, "Trained"), TRAIN_TIMEOUT, "")
+        for i in range(1, 5):
+            kube.apply(kwok_model(f"m{i:02d}"), namespace)
+        wait_for(lambda: all(has_condition(m, "Ready") for m in kube.items("mlm", namespace)), 120, "5 models Ready")
+        time.sleep(10)  # every model's first resync after the build has come round
+
+        def runs() -> float:
+            return sum(
+                op.counter("modelfleet_reconcile_total", kind=k, result="success") for k in ("MLModel", "ModelVersion")
+            )
+
+        def writes() -> float:
+            return sum(op.counter("modelfleet_api_requests_total", verb=v) for v in ("POST", "PATCH", "PUT", "DELETE"))
+
+        before, ran, skipped = writes(), runs(), op.counter("modelfleet_reconcile_total", result="unchanged")
+        time.sleep(12)
+        assert runs() == ran, f"{runs() - ran} passes run in 12 s of an idle fleet"
+        # 5 models and their 5 records, each resynced every 3.6-4.4 s: at least 20 resyncs in 12 s, none run.
+        assert op.counter("modelfleet_reconcile_total", result="unchanged") - skipped >= 20
+        assert writes() == before
+    finally:
+        op.stop()
