@@ -128,10 +128,11 @@ def _text(value: Any) -> str:
 def resource_version(obj: Mapping[str, Any] | None) -> int | None:
     """The object's resourceVersion as a number, where it is one (etcd revisions are; the API calls them opaque, so
     a version that is not a number is never compared)."""
-    return _number(((obj or {}).get("metadata") or {}).get("resourceVersion"))
+    return version_number(((obj or {}).get("metadata") or {}).get("resourceVersion"))
 
 
-def _number(version: Any) -> int | None:
+def version_number(version: Any) -> int | None:
+    """A resourceVersion as a number, where it is one."""
     try:
         return int(str(version))
     except (TypeError, ValueError):
@@ -208,7 +209,7 @@ class Store:
         key = Key(kind, namespace, name)
         with self._lock:
             old = self._objects[(kind, namespace)].get(name)
-            have, got = _number(old.version if old else None), _number(kept.version)
+            have, got = version_number(old.version if old else None), version_number(kept.version)
             if old is not None and have is not None and got is not None and got < have:
                 stale = _unpack(old)
                 return Change(key, stale, stale)

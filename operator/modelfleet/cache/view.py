@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelfleet.cache.store import Store, resource_version, version_text
+from modelfleet.cache.store import Store, version_number, version_text
 from modelfleet.clients.kube import Kube
 from modelfleet.errors import DependencyNotReady
 from modelfleet.vocabulary import KUEUE_JOB_UID, LABEL_JOB_NAME, LABEL_MODEL, PLURALS, Key
@@ -78,7 +78,7 @@ class Expectations:
         version = (body.get("metadata") or {}).get("resourceVersion") if body is not None else self.store.version(*key)
         if want == GONE:
             return version is None
-        have = resource_version({"metadata": {"resourceVersion": version}})
+        have = version_number(version)
         try:
             return have is not None and have >= int(want)
         except ValueError:  # not a number: only "the object is there" can be told
