@@ -24,15 +24,20 @@ ON_KWOK = {  # serving pods on the simulated nodes: KWOK reports them running an
 }
 
 
-@pytest.fixture
-def hour_resync_operator(kubeconfig: Path, crds: Path, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(
+def operator_resyncing_every(seconds: int, kubeconfig: Path, namespace: str, tmp_path: Path) -> OperatorProcess:
+    """An operator for `namespace` whose slow resync comes every `seconds` (activity scans: hourly)."""
+    return OperatorProcess(
         kubeconfig,
         tmp_path / "operator.log",
         "--namespace",
         namespace,
-        env={"MODELFLEET_RESYNC_SECONDS": "3600", "MODELFLEET_ACTIVITY_SECONDS": "3600"},
+        env={"MODELFLEET_RESYNC_SECONDS": str(seconds), "MODELFLEET_ACTIVITY_SECONDS": "3600"},
     ).start()
+
+
+@pytest.fixture
+def hour_resync_operator(kubeconfig: Path, crds: Path, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    op = operator_resyncing_every(3600, kubeconfig, namespace, tmp_path)
     yield op
     op.stop()
 
@@ -113,13 +118,7 @@ def test_a_resync_of_an_idle_fleet_runs_no_pass_whose_inputs_are_unchanged(
     found them is not run: counted as "unchanged", nothing written (the only requests are the membership lists that
     come with each resync period). A model's first resync after it settles may run once (its records' status
     changed after its last pass), so the window starts a resync period later."""
-    op = OperatorProcess(
-        kubeconfig,
-        tmp_path / "operator.log",
-        "--namespace",
-        namespace,
-        env={"MODELFLEET_RESYNC_SECONDS": "4", "MODELFLEET_ACTIVITY_SECONDS": "3600"},
-    ).start()
+    op = operator_resyncing_every(4, kubeconfig, namespace, tmp_path)
     try:
         data = claim(kube, namespace, "datasets")
         write("breast_cancer", data / "breast_cancer.csv")
