@@ -190,16 +190,19 @@ class OperatorProcess:
         return sum(_matching_samples(self.metrics() or "", name, labels))
 
 
-def _matching_samples(text: str, name: str, labels: dict[str, str]) -> list[float]:
-    values = []
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples of metric `name` in a /metrics text: (labels, value)."""
+    found = []
     for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
-        have = dict(kv.split("=", 1) for kv in label_text.split(",") if "=" in kv)
-        if all(have.get(k, "").strip('"') == v for k, v in labels.items()):
-            values.append(float(value))
-    return values
+        if line.startswith(name + "{"):
+            label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
+            labels = dict(kv.split("=", 1) for kv in label_text.split(",") if "=" in kv)
+            found.append(({k: v.strip('"') for k, v in labels.items()}, float(value)))
+    return found
+
+
+def _matching_samples(text: str, name: str, labels: dict[str, str]) -> list[float]:
+    return [value for have, value in samples(text, name) if all(have.get(k, "") == v for k, v in labels.items())]
 
 
 def service_account_kubeconfig(kube: Kube, namespace: str, account: str, path: Path) -> Path:

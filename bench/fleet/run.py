@@ -41,7 +41,7 @@ from tests.datasets import write
 from tests.e2e.conftest import claim
 from tests.e2e.test_event_driven import ON_KWOK
 from tests.e2e.test_first_model import shortest_model
-from tests.support import Kube, OperatorProcess, has_condition, wait_for
+from tests.support import Kube, OperatorProcess, has_condition, samples, wait_for
 
 from bench.cluster import bench_cluster
 from modelfleet.api.v1alpha1 import GROUP, VERSION
@@ -183,8 +183,21 @@ def passes(op: OperatorProcess) -> tuple[float, float]:
     return total - unchanged, unchanged
 
 
+WRITE_VERBS = ("POST", "PATCH", "PUT", "DELETE")
+
+
 def writes(op: OperatorProcess) -> float:
-    return sum(op.counter("modelfleet_api_requests_total", verb=v) for v in ("POST", "PATCH", "PUT", "DELETE"))
+    return sum(op.counter("modelfleet_api_requests_total", verb=v) for v in WRITE_VERBS)
+
+
+def writes_by_request(op: OperatorProcess) -> str:
+    """The operator's writes as "verb resource count" (what a restart with nothing changed still wrote)."""
+    counts: dict[str, float] = {}
+    for labels, value in samples(op.metrics() or "", "modelfleet_api_requests_total"):
+        if labels.get("verb") in WRITE_VERBS and value:
+            request = f"{labels['verb']} {labels.get('resource', '')}"
+            counts[request] = counts.get(request, 0) + value
+    return ", ".join(f"{k} {v:.0f}" for k, v in sorted(counts.items())) or "none"
 
 
 def write_floor(
@@ -369,7 +382,7 @@ def measure(kube: Kube, kubeconfig: Path, n: int, args: argparse.Namespace, tmp:
         wait_for(lambda: again.counter("modelfleet_reconcile_total") > 0, 300, "the first pass after the restart")
         row["restart_first_s"] = time.monotonic() - t0
         settle(again)
-        row["restart_writes"] = writes(again)
+        row["restart_writes"], row["restart_what"] = writes(again), writes_by_request(again)
     finally:
         again.stop()
 
@@ -428,6 +441,7 @@ def main() -> int:
             )
     for r in rows:
         print(f"idle API requests at {r['models']:,} models, busiest: {r['idle_top']}")
+        print(f"writes of the restart at {r['models']:,} models: {r['restart_what']}")
         print(
             f"idle passes at {r['models']:,} models: {r['idle_ran']:.2f}/s run, "
             f"{r['idle_unchanged']:.2f}/s not run (inputs unchanged)"

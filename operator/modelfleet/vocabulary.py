@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from modelfleet.api.v1alpha1 import API_VERSION
 
 LABEL_MODEL = "modelfleet.io/model"
+LABEL_MODEL_UID = "modelfleet.io/model-uid"  # on a ModelVersion record: the model (of that name) it belongs to
 LABEL_VERSION = "modelfleet.io/version"
 LABEL_TEAM = "modelfleet.io/team"
 LABEL_TRAININGJOB = "modelfleet.io/trainingjob"

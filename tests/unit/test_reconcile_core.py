@@ -333,6 +333,42 @@ def test_a_pass_whose_inputs_are_as_the_last_one_found_them_is_not_run_again() -
     assert (again(), len(runs)) == ("success", 7)
 
 
+def test_a_records_status_does_not_run_its_models_pass_again_but_a_new_record_does() -> None:
+    """A model's pass reads only what a record was created with (its version, its model's uid): the record's own pass
+    changing its status is not an input; another record of the model, or one removed, is."""
+    kube, runs, seen = RecordingKube(), [], []
+
+    def reads_records(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        runs.append(1)
+        seen.append(deps.kube.recorded_versions("ns", "m", "uid-m"))
+        return Outcome(o.status)
+
+    boundary = _boundary(kube, reads_records)
+    store, key, body = (
+        boundary.deps.kube.store,
+        Key("TrainingJob", "ns", "t"),
+        _tj_body({"phase": "Pending", "conditions": []}),
+    )
+
+    def record(version: int, rv: int, uid: str = "uid-m", **status: Any) -> None:
+        labels = {"modelfleet.io/model": "m", "modelfleet.io/model-uid": uid}
+        made = obj(f"{uid}-v{version}", rv, metadata={"labels": labels}, spec={"version": version}, status=status)
+        store.upsert("ModelVersion", made)
+
+    def again() -> str:
+        return boundary.run(key, body).result
+
+    record(1, 5)
+    record(1, 6, uid="uid-of-an-older-m")  # a record of a deleted model of the same name is not this model's
+    assert (again(), again(), seen[-1]) == ("success", "unchanged", {1})
+    record(1, 7, state="Serving")  # the record's own pass wrote its status
+    assert (again(), len(runs)) == ("unchanged", 1)
+    record(2, 8)
+    assert (again(), again(), seen[-1], len(runs)) == ("success", "unchanged", {1, 2}, 2)
+    store.delete("ModelVersion", "ns", "uid-m-v1")
+    assert (again(), seen[-1], len(runs)) == ("success", {2}, 3)
+
+
 def test_a_pass_that_wrote_or_waits_on_time_always_runs_again() -> None:
     kube, runs = RecordingKube(), []
     key, quiet = Key("TrainingJob", "ns", "t"), {"phase": "Pending", "conditions": []}

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelfleet.vocabulary import KUEUE_JOB_UID, LABEL_JOB_NAME, LABEL_MODEL, LABEL_TRAININGJOB, Key
+from modelfleet.vocabulary import KUEUE_JOB_UID, LABEL_JOB_NAME, LABEL_MODEL, LABEL_MODEL_UID, LABEL_TRAININGJOB, Key
 
 # The label and field paths lookups go through, per kind. Anything else is filtered after the indexed narrowing.
 INDEXED: dict[str, tuple[str, ...]] = {
@@ -36,11 +36,12 @@ INDEXED: dict[str, tuple[str, ...]] = {
 # search narrows by this one (by the fingerprint alone it read all 5,000 hits on every pass: quadratic).
 INDEXED_WHEN_ABSENT = frozenset({("TrainingJob", "status.cachedFrom")})
 # Values read without unpacking the object, beside the indexed ones: what the activity scan reads of every serving
-# model each interval, and what a pod event's routing and the membership check read.
+# model each interval, what a pod event's routing and the membership check read, and whose a record is.
 FACTS: dict[str, tuple[str, ...]] = {
     "MLModel": ("spec.serving.resources.gpu",),
     "DriftPolicy": ("spec.prometheus.url",),
     "Deployment": (f"label:{LABEL_MODEL}",),
+    "ModelVersion": (f"label:{LABEL_MODEL_UID}",),
 }
 # Annotations that can be large and that no decision reads.
 DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
@@ -276,11 +277,15 @@ class Store:
 
     def keys_of(self, kind: str, namespace: str, match: Mapping[str, str]) -> list[Key]:
         """Keys of what `select` would answer, without unpacking what the facts answer."""
-        return [Key(kind, namespace, name) for name, _ in self._matches(kind, namespace, match)]
+        return [Key(kind, namespace, name) for name in self.names(kind, namespace, match)]
 
     def versions(self, kind: str, namespace: str, match: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         """(name, resourceVersion) of what `select` would answer, without unpacking what the facts answer."""
         return tuple((name, kept.version) for name, kept in self._matches(kind, namespace, match))
+
+    def names(self, kind: str, namespace: str, match: Mapping[str, str]) -> tuple[str, ...]:
+        """Names of what `select` would answer, without unpacking what the facts answer."""
+        return tuple(name for name, _ in self._matches(kind, namespace, match))
 
     def keys(self, kind: str | None = None) -> list[Key]:
         with self._lock:

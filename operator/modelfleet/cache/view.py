@@ -19,7 +19,7 @@ from typing import Any
 from modelfleet.cache.store import Store, version_number, version_text
 from modelfleet.clients.kube import Kube
 from modelfleet.errors import DependencyNotReady
-from modelfleet.vocabulary import KUEUE_JOB_UID, LABEL_JOB_NAME, LABEL_MODEL, PLURALS, Key
+from modelfleet.vocabulary import KUEUE_JOB_UID, LABEL_JOB_NAME, LABEL_MODEL, LABEL_MODEL_UID, PLURALS, Key
 
 EXPECTATION_SECONDS = 30.0
 ARTIFACT_SECONDS = 30.0
@@ -126,6 +126,7 @@ class Reads:
 
     objects: dict[tuple[str, str, str], str | None] = field(default_factory=dict)
     lists: dict[tuple[str, str, frozenset[tuple[str, str]]], tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    members: dict[tuple[str, str, frozenset[tuple[str, str]]], tuple[str, ...]] = field(default_factory=dict)
     beside: list[tuple[Callable[[], Any], Any]] = field(default_factory=list)
     outside: bool = False
     wrote: bool = False
@@ -136,6 +137,7 @@ class Reads:
         return (
             all(store.version(*where) == version for where, version in self.objects.items())
             and all(store.versions(k, ns, dict(match)) == seen for (k, ns, match), seen in self.lists.items())
+            and all(store.names(k, ns, dict(match)) == seen for (k, ns, match), seen in self.members.items())
             and all(read() == seen for read, seen in self.beside)
         )
 
@@ -224,6 +226,18 @@ class CachedCluster:
 
     def get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         return self._get(KIND_OF_PLURAL[plural], namespace, name)
+
+    def recorded_versions(self, namespace: str, model: str, model_uid: str) -> set[int]:
+        """The version numbers of the model's ModelVersion records. What is read of a record (its version, its
+        model's uid) is written once, so the pass's memo keeps only which records there are: a record's status
+        changing (the record's own pass) does not make the model's pass run again."""
+        self.expectations.check_model("ModelVersion", namespace, model)
+        match = {f"label:{LABEL_MODEL}": model, f"label:{LABEL_MODEL_UID}": model_uid}
+        if (reads := self._reads()) is not None:
+            reads.members[("ModelVersion", namespace, frozenset(match.items()))] = self.store.names(
+                "ModelVersion", namespace, match
+            )
+        return {int(r["spec"]["version"]) for r in self.store.select("ModelVersion", namespace, match)}
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         match = _selector(selector)

@@ -25,7 +25,7 @@ from modelfleet.artifact.objectstore import ObjectStore, S3Settings, S3Uri, Stor
 from modelfleet.clients.ratelimit import RequestGate, TokenBucket
 from modelfleet.metrics import API_REQUESTS
 from modelfleet.status.conditions import rfc3339
-from modelfleet.vocabulary import KUEUE_GROUP, KUEUE_JOB_UID, KUEUE_VERSION, pvc_claim
+from modelfleet.vocabulary import KUEUE_GROUP, KUEUE_JOB_UID, KUEUE_VERSION, LABEL_MODEL, LABEL_MODEL_UID, pvc_claim
 
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 OUR_PLURALS = ("mlmodels", "trainingjobs", "driftpolicies", "modelversions")
@@ -281,6 +281,10 @@ class Kube:
 
     def get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         return self._get(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+
+    def recorded_versions(self, namespace: str, model: str, model_uid: str) -> set[int]:
+        records = self.list_custom(namespace, "modelversions", f"{LABEL_MODEL}={model},{LABEL_MODEL_UID}={model_uid}")
+        return {int(r["spec"]["version"]) for r in records}
 
     def create_custom(self, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Creates the object and returns it; None when one of that name already exists (deterministic names make it

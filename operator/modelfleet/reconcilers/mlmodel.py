@@ -32,7 +32,7 @@ from modelfleet.metrics import GPU_HOURS
 from modelfleet.reconcilers.canary import CanaryReading, plan_canary, promoted, step_due
 from modelfleet.reconcilers.common import check_training
 from modelfleet.reconcilers.outcome import Event, Outcome
-from modelfleet.reconcilers.records import LABEL_MODEL_UID, desired_record, documentation
+from modelfleet.reconcilers.records import desired_record, documentation
 from modelfleet.reconcilers.scaling import SCALE_UP_ANNOTATION, idle_deadline, pinned_replicas, record_activity
 from modelfleet.reconcilers.serving import choose_version, rollout_complete, rollout_failure
 from modelfleet.reconcilers.trainingjob import ARTIFACT_STORE_UNAVAILABLE
@@ -571,11 +571,7 @@ def create_records(
     """One ModelVersion record per recorded version whose TrainingJob is still there to give its lineage (a record
     is written once; 409 means an earlier pass wrote it)."""
     namespace, uid = str(model.metadata["namespace"]), str(model.metadata["uid"])
-    have = {
-        int(r["spec"]["version"])
-        for r in kube.list_custom(namespace, "modelversions", f"{LABEL_MODEL}={model.metadata['name']}")
-        if (r["metadata"].get("labels") or {}).get(LABEL_MODEL_UID) == uid
-    }
+    have = kube.recorded_versions(namespace, str(model.metadata["name"]), uid)
     by_name = {tj["metadata"]["name"]: tj for tj in trainingjobs}
     for version in status.versions:
         tj = by_name.get(version.training_job)

@@ -19,9 +19,8 @@ from modelfleet.api.v1alpha1.shared import Documentation
 from modelfleet.clients.ports import ClusterReader
 from modelfleet.reconcilers.outcome import Event, Outcome
 from modelfleet.status.conditions import rfc3339
-from modelfleet.vocabulary import LABEL_MODEL, LABEL_TEAM, LABEL_VERSION, MANAGED_BY, owner_reference
+from modelfleet.vocabulary import LABEL_MODEL, LABEL_MODEL_UID, LABEL_TEAM, LABEL_VERSION, MANAGED_BY, owner_reference
 
-LABEL_MODEL_UID = "modelfleet.io/model-uid"
 MAX_INTERVALS = 100
 
 
