@@ -383,6 +383,8 @@ def measure(kube: Kube, kubeconfig: Path, n: int, args: argparse.Namespace, tmp:
         row["restart_first_s"] = time.monotonic() - t0
         settle(again)
         row["restart_writes"], row["restart_what"] = writes(again), writes_by_request(again)
+        assert again.proc is not None
+        _, _, row["restart_peak_rss"] = proc_stat(again.proc.pid)  # every object listed at once: the start's peak
     finally:
         again.stop()
 
@@ -412,7 +414,8 @@ def main() -> int:
     sizes = args.models or [1000]
     print(
         "| models | Ready (s) | write floor (s) | ratio | peak / idle RSS (MiB) | idle CPU | idle API req/s "
-        "(operator's own) | change p50 / p99 (s) | restart: writes, first pass (s) | delete, operator down (s) |"
+        "(operator's own) | change p50 / p99 (s) | restart: writes, first pass (s), peak RSS (MiB) "
+        "| delete, operator down (s) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     rows = []
@@ -428,7 +431,8 @@ def main() -> int:
                 f"| {r['models']:,} | {r['ready_s']:.0f} | {r['floor_s']:.0f} | {r['ready_s'] / r['floor_s']:.2f}x "
                 f"| {r['peak_rss']:.0f} / {r['idle_rss']:.0f} | {r['idle_cpu']:.1f} % | {r['idle_api']:.2f} "
                 f"({r['idle_own']:.2f}) | {r['change_p50']:.2f} / {r['change_p99']:.2f} "
-                f"| {r['restart_writes']:.0f}, {r['restart_first_s']:.1f} | {r['delete_s']:.1f} |",
+                f"| {r['restart_writes']:.0f}, {r['restart_first_s']:.1f}, {r['restart_peak_rss']:.0f} "
+                f"| {r['delete_s']:.1f} |",
                 flush=True,
             )
             # The next size starts on a cluster that has finished deleting this one (its garbage collection

@@ -18,6 +18,15 @@ from modelfleet.handlers.watch import CHILD_KINDS, WATCHED
 from modelfleet.reconcilers.records import CachedRecord
 
 WATCH_RETRY_BACKOFFS = (0.5, 1.0, 2.0, *([3.0] * 200))
+# The first list of each watched kind comes in pages of this many objects (client-go's reflector pages by 500), and a
+# per-object worker of Kopf's exits this soon after its last event (Kopf's default is 5 s). Kopf keeps a listed object's
+# whole body (managedFields and all, ~30 KiB of Python objects for a served model's Deployment) until its worker
+# exits, while the cache keeps a slim packed copy: at a restart every object was alive at once. Measured on a
+# restart at 1,000 served models (6,000 objects), the operator's RSS after the first passes: 408 MiB with Kopf's
+# defaults (one list per kind, 5 s), 329 MiB with pages of 500, ~250 MiB with pages of 100, 350 MiB with the
+# short idle alone, ~160 MiB with both (an idle operator with no models: 101 MiB).
+LIST_PAGE_SIZE = 100
+WATCH_WORKER_IDLE_SECONDS = 0.5
 KINDS = {
     "MLModel": Kind("MLModel", "mlmodels", MLModel, mlmodel.reconcile),
     "TrainingJob": Kind("TrainingJob", "trainingjobs", TrainingJob, trainingjob.reconcile),
@@ -27,10 +36,8 @@ KINDS = {
 FORGET = {"MLModel": mlmodel.forget, "DriftPolicy": driftpolicy.forget}
 
 
-@kopf.on.startup()
-async def operator_configure(
-    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
-) -> None:
+def configure_kopf(settings: kopf.OperatorSettings, inactivity_seconds: float) -> None:
+    """Kopf's settings for an operator whose handlers only watch (the controller does the rest)."""
     # Kopf's bookkeeping would live in annotations under our prefix; with watch handlers only, it writes none.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -44,10 +51,19 @@ async def operator_configure(
     # within 3 s of the API server's return after an outage of up to ten minutes (Kopf's default grows to 21 s).
     settings.networking.error_backoffs = WATCH_RETRY_BACKOFFS
     # A watch stream that goes silent (a stalled proxy, a half-open connection) is reconnected after this.
-    settings.watching.inactivity_timeout = memo["deps"].config.watch_inactivity_seconds
+    settings.watching.inactivity_timeout = inactivity_seconds
+    settings.watching.chunk_size = LIST_PAGE_SIZE
+    settings.batching.idle_timeout = WATCH_WORKER_IDLE_SECONDS
     settings.posting.level = logging.WARNING  # decisions are posted as Events by the controller, not log lines
     for kind in CHILD_KINDS:  # only the children we made, filtered by the API server
         settings.watching.label_selectors[WATCHED[kind]] = CHILD_SELECTOR
+
+
+@kopf.on.startup()
+async def operator_configure(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+) -> None:
+    configure_kopf(settings, memo["deps"].config.watch_inactivity_seconds)
     deps = memo["deps"]
     controller = Controller(
         config=deps.config,
