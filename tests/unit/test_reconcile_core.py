@@ -594,3 +594,50 @@ def test_kopf_lists_in_pages_and_lets_go_of_a_listed_body_soon() -> None:
     assert settings.batching.idle_timeout == WATCH_WORKER_IDLE_SECONDS < 1.0
     assert settings.watching.inactivity_timeout == 70.0
     assert settings.watching.label_selectors[WATCHED["Pod"]], "children are selected on the API server"
+
+
+def test_the_first_pass_does_not_wait_for_objects_deleted_between_the_count_and_the_list(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pod counted at start but deleted before Kopf listed never reaches the cache: the kind is counted again once
+    its cached count stops growing, instead of the first pass waiting out SYNC_TIMEOUT_SECONDS (it held a restart
+    at 1,000 models for 60 s)."""
+    import logging
+
+    from modelfleet.config import OperatorConfig
+    from modelfleet.controller import controller as core
+
+    monkeypatch.setattr(core, "RECOUNT_SECONDS", 0.02)
+    monkeypatch.setattr(core, "SYNC_TIMEOUT_SECONDS", 5.0)
+    recounts: list[tuple[str, str | None]] = []
+
+    class Server:
+        def list_metadata(
+            self, plural: str, namespace: str | None = None, *, selector: str | None = None
+        ) -> tuple[set[tuple[str, str]], int]:
+            recounts.append((plural, selector))
+            names = {"pods": {("ml", "a"), ("ml", "b")}, "mlmodels": {("ml", "m")}}.get(plural, set())
+            return names, 10
+
+    def body(name: str) -> dict[str, object]:
+        return {"metadata": {"name": name, "namespace": "ml", "resourceVersion": "9", "labels": {}}, "spec": {}}
+
+    async def scenario() -> bool:
+        c = core.Controller(
+            config=OperatorConfig(),
+            kube=Server(),
+            kinds={},
+            prometheus_for=lambda ns: None,
+            clock=None,  # type: ignore[arg-type]
+        )
+        c._expected = {"Pod": 3, "MLModel": 1}  # counted at start: the third pod was still there
+        for kind, name in (("Pod", "a"), ("Pod", "b"), ("MLModel", "m")):
+            c.observe(kind, "ADDED", body(name))
+        await c._sync_deadline()
+        return c.synced.is_set()
+
+    with caplog.at_level(logging.INFO, logger="modelfleet.controller.controller"):
+        assert asyncio.run(scenario())
+    assert "did not reach the listed counts" not in caplog.text
+    assert recounts == [("pods", core.CHILD_SELECTOR)], "only the stalled kind is counted again, with its selector"
+    assert "counted again" in caplog.text
