@@ -589,9 +589,9 @@ def test_kopf_lists_in_pages_and_lets_go_of_a_listed_body_soon() -> None:
     defaults = kopf.OperatorSettings()
     settings = kopf.OperatorSettings()
     configure_kopf(settings, 70.0)
-    assert defaults.watching.chunk_size is None and defaults.batching.idle_timeout == 5.0
+    assert defaults.watching.chunk_size is None and defaults.queueing.idle_timeout == 5.0
     assert settings.watching.chunk_size == LIST_PAGE_SIZE and 0 < LIST_PAGE_SIZE <= 500
-    assert settings.batching.idle_timeout == WATCH_WORKER_IDLE_SECONDS < 1.0
+    assert settings.queueing.idle_timeout == WATCH_WORKER_IDLE_SECONDS < 1.0
     assert settings.watching.inactivity_timeout == 70.0
     assert settings.watching.label_selectors[WATCHED["Pod"]], "children are selected on the API server"
 

@@ -53,7 +53,7 @@ def configure_kopf(settings: kopf.OperatorSettings, inactivity_seconds: float) -
     # A watch stream that goes silent (a stalled proxy, a half-open connection) is reconnected after this.
     settings.watching.inactivity_timeout = inactivity_seconds
     settings.watching.chunk_size = LIST_PAGE_SIZE
-    settings.batching.idle_timeout = WATCH_WORKER_IDLE_SECONDS
+    settings.queueing.idle_timeout = WATCH_WORKER_IDLE_SECONDS
     settings.posting.level = logging.WARNING  # decisions are posted as Events by the controller, not log lines
     for kind in CHILD_KINDS:  # only the children we made, filtered by the API server
         settings.watching.label_selectors[WATCHED[kind]] = CHILD_SELECTOR
