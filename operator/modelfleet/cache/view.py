@@ -233,11 +233,12 @@ class CachedCluster:
         changing (the record's own pass) does not make the model's pass run again."""
         self.expectations.check_model("ModelVersion", namespace, model)
         match = {f"label:{LABEL_MODEL}": model, f"label:{LABEL_MODEL_UID}": model_uid}
-        if (reads := self._reads()) is not None:
-            reads.members[("ModelVersion", namespace, frozenset(match.items()))] = self.store.names(
-                "ModelVersion", namespace, match
+        records = self.store.select("ModelVersion", namespace, match)
+        if (reads := self._reads()) is not None:  # the names, in the order Store.names gives them (both sort)
+            reads.members[("ModelVersion", namespace, frozenset(match.items()))] = tuple(
+                str(r["metadata"]["name"]) for r in records
             )
-        return {int(r["spec"]["version"]) for r in self.store.select("ModelVersion", namespace, match)}
+        return {int(r["spec"]["version"]) for r in records}
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         match = _selector(selector)
