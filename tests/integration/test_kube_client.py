@@ -106,3 +106,72 @@ def test_a_gs_artifact_is_found_by_one_head_on_googles_api_and_missed_once_delet
         assert client.artifact_exists(namespace, uri) is False
     finally:
         google.stop()
+
+
+def test_the_start_counts_again_a_kind_whose_objects_were_deleted_before_the_watch_listed_them(
+    kube: Kube,
+    crds: Path,
+    kubeconfig: Path,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Against the real API server: two of our Jobs are counted at start, one is deleted before the cache sees it;
+    the Jobs are counted again (with our selector, in the watched namespace) and the first pass is not held back."""
+    import asyncio
+    import logging
+
+    from modelfleet.config import OperatorConfig
+    from modelfleet.controller import controller as core
+    from modelfleet.vocabulary import MANAGED_BY
+
+    for name in ("kept", "deleted"):
+        kube.apply(
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": name, "labels": dict(MANAGED_BY)},
+                "spec": {
+                    "suspend": True,
+                    "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}},
+                },
+            },
+            namespace,
+        )
+    kube.apply(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "not-ours"},
+            "spec": {
+                "suspend": True,
+                "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}},
+            },
+        },
+        namespace,
+    )
+    monkeypatch.setattr(core, "RECOUNT_SECONDS", 0.2)
+    monkeypatch.setattr(core, "SYNC_TIMEOUT_SECONDS", 20.0)
+
+    async def start() -> tuple[dict[str, int], bool]:
+        c = core.Controller(
+            config=OperatorConfig(namespaces=(namespace,)),
+            kube=ApiKube(api_client(str(kubeconfig))),
+            kinds={},
+            prometheus_for=lambda ns: None,
+            clock=None,  # type: ignore[arg-type]
+        )
+        counted = c.count_existing()
+        c._expected = counted
+        kube.run("delete", "job", "deleted", "-n", namespace, "--wait=true")
+        kept = kube.get("job", "kept", namespace)
+        assert kept is not None
+        c.observe("Job", None, kept)  # what the watch lists after the deletion
+        await c._sync_deadline()
+        return counted, c.synced.is_set()
+
+    with caplog.at_level(logging.INFO, logger="modelfleet.controller.controller"):
+        counted, synced = asyncio.run(start())
+    assert counted["Job"] == 2, "the Job without our label is not counted"
+    assert synced and "did not reach the listed counts" not in caplog.text
+    assert "counted again" in caplog.text and "'Job': (1, 1)" in caplog.text
