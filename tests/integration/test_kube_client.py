@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from modelfleet.artifact.objectstore import GCS_ENDPOINT_ENV, S3Uri
 from modelfleet.clients.kube import Kube as ApiKube
@@ -43,6 +44,28 @@ def test_a_models_policies_are_selected_by_the_api_server(
     assert sorted(p["metadata"]["name"] for p in got) == ["a", "c"]
     assert not client._unselectable
     assert client.list_custom(namespace, "driftpolicies", fields={"spec.modelRef.name": "nobody"}) == []
+
+
+def test_counting_reads_a_table_without_objects_and_agrees_with_the_metadata_list(
+    kube: Kube, crds: Path, kubeconfig: Path, namespace: str
+) -> None:
+    """The membership check counts with Tables (`includeObject=None`); the counts must be the ones the metadata
+    lists give, in one namespace and in all, with a label selector, across pages (the start's count of Jobs with our
+    label, leaving others out, is tested below)."""
+    _policies(kube, namespace)
+    client = ApiKube(api_client(str(kubeconfig)))
+    listed = len(client.list_metadata("driftpolicies", namespace)[0])
+    assert client.count("driftpolicies", namespace, page=2) == 3 == listed
+    everywhere = len(client.list_metadata("driftpolicies")[0])
+    assert client.count("driftpolicies", page=1) == everywhere >= 3
+    assert client.count("mlmodels", namespace) == 0
+    selector = "app.kubernetes.io/managed-by=modelfleet-operator"
+    pods = len(client.list_metadata("pods", selector=selector)[0])
+    assert client.count("pods", selector=selector) == pods
+    assert client.count("jobs", namespace, selector=selector) == 0
+    with pytest.raises(ApiException) as refused:
+        client.count("driftpolicies", namespace, selector="not a selector!")
+    assert refused.value.status == 400
 
 
 def test_a_refused_field_selector_is_filtered_by_the_client(

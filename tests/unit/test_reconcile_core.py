@@ -578,6 +578,55 @@ def test_a_deletion_the_watch_missed_is_found_by_the_membership_list() -> None:
     assert gone == 1 and names == ["created-after-the-list", "kept"]
 
 
+def test_the_periodic_membership_check_lists_only_the_kinds_whose_count_differs_from_the_cache() -> None:
+    """Each period counts every kind (cheap) and lists the metadata (kilobytes an object) only of a kind whose count
+    differs from the cache's: a fleet whose watches missed nothing is never listed."""
+    from modelfleet.config import OperatorConfig
+    from modelfleet.controller.controller import Controller
+
+    listed: list[tuple[str, str | None, str | None]] = []
+
+    class Server:
+        existing = {"driftpolicies": {("ml", "kept")}, "pods": {("ml", "p"), ("other", "q")}}
+
+        def count(self, plural: str, namespace: str | None = None, *, selector: str | None = None) -> int:
+            return len({n for n in self.existing.get(plural, set()) if namespace in (None, n[0])})
+
+        def list_metadata(
+            self, plural: str, namespace: str | None = None, *, selector: str | None = None
+        ) -> tuple[set[tuple[str, str]], int]:
+            listed.append((plural, namespace, selector))
+            return {n for n in self.existing.get(plural, set()) if namespace in (None, n[0])}, 10
+
+    def body(name: str, namespace: str = "ml") -> dict[str, object]:
+        meta = {"name": name, "namespace": namespace, "uid": name, "resourceVersion": "5", "labels": {}}
+        return {"metadata": meta, "spec": {}, "status": {}}
+
+    async def scenario(namespaces: tuple[str, ...]) -> tuple[int, int, list[str]]:
+        c = Controller(
+            config=OperatorConfig(namespaces=namespaces),
+            kube=Server(),  # type: ignore[arg-type]
+            kinds={},
+            prometheus_for=lambda ns: None,
+            clock=None,  # type: ignore[arg-type]
+        )
+        c.observe("DriftPolicy", "ADDED", body("kept"))
+        c.observe("Pod", "ADDED", body("p"))
+        if not namespaces:
+            c.observe("Pod", "ADDED", body("q", "other"))
+        quiet = len(c.members_to_check())
+        c.observe("DriftPolicy", "ADDED", body("deleted-while-the-watch-was-down"))
+        gone = c.forget_missing(c.members_to_check())
+        return quiet, gone, sorted(k.name for k in c.store.keys("DriftPolicy"))
+
+    for namespaces in ((), ("ml",)):
+        listed.clear()
+        quiet, gone, kept = asyncio.run(scenario(namespaces))
+        assert quiet == 0, "counts equal to the cache's: nothing is listed"
+        assert gone == 1 and kept == ["kept"]
+        assert listed == [("driftpolicies", (namespaces or (None,))[0], None)], "only the kind whose count differs"
+
+
 def test_kopf_lists_in_pages_and_lets_go_of_a_listed_body_soon() -> None:
     """Kopf's defaults (one list per kind, a per-object worker kept 5 s with the object's whole body) made a restart
     at 1,000 served models hold every listed object at once (408 MiB; bench/fleet prints the restart's peak)."""
@@ -612,12 +661,9 @@ def test_the_first_pass_does_not_wait_for_objects_deleted_between_the_count_and_
     recounts: list[tuple[str, str | None]] = []
 
     class Server:
-        def list_metadata(
-            self, plural: str, namespace: str | None = None, *, selector: str | None = None
-        ) -> tuple[set[tuple[str, str]], int]:
+        def count(self, plural: str, namespace: str | None = None, *, selector: str | None = None) -> int:
             recounts.append((plural, selector))
-            names = {"pods": {("ml", "a"), ("ml", "b")}, "mlmodels": {("ml", "m")}}.get(plural, set())
-            return names, 10
+            return {"pods": 2, "mlmodels": 1}.get(plural, 0)
 
     def body(name: str) -> dict[str, object]:
         return {"metadata": {"name": name, "namespace": "ml", "resourceVersion": "9", "labels": {}}, "spec": {}}

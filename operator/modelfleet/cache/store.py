@@ -296,9 +296,14 @@ class Store:
                 for name in objects
             ]
 
-    def count(self, kind: str) -> int:
+    def count(self, kind: str, namespace: str | None = None) -> int:
+        """How many objects of `kind` are kept, in `namespace` or (None) in all."""
         with self._lock:
-            return sum(len(objects) for (k, _), objects in self._objects.items() if k == kind)
+            return sum(
+                len(objects)
+                for (k, ns), objects in self._objects.items()
+                if k == kind and (namespace is None or ns == namespace)
+            )
 
     def namespaces(self, kind: str) -> list[str]:
         with self._lock:

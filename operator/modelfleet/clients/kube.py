@@ -28,6 +28,9 @@ from modelfleet.status.conditions import rfc3339
 from modelfleet.vocabulary import KUEUE_GROUP, KUEUE_JOB_UID, KUEUE_VERSION, LABEL_MODEL, LABEL_MODEL_UID, pvc_claim
 
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+# A list as a Table whose rows carry only their printed cells (`includeObject=None`): what `kubectl get` asks for.
+AS_TABLE = "application/json;as=Table;g=meta.k8s.io;v=v1"
+API_PATHS = {"pods": "/api/v1", "jobs": "/apis/batch/v1", "deployments": "/apis/apps/v1"}
 OUR_PLURALS = ("mlmodels", "trainingjobs", "driftpolicies", "modelversions")
 log = logging.getLogger(__name__)
 
@@ -342,6 +345,31 @@ class Kube:
             token = meta.get("continue")
             if not token:
                 return names, version
+
+    def count(self, plural: str, namespace: str | None = None, *, selector: str | None = None, page: int = 500) -> int:
+        """How many objects there are, read as a Table without its objects: a row of printed cells is tens of bytes,
+        where an object's metadata is kilobytes (its managedFields: 3.1 KiB an MLModel, 4.4 KiB a serving pod on the
+        1,000 fleet), so counting 6,000 objects decodes about 1 MB instead of 25 MB. (A list's remainingItemCount
+        would be cheaper still, but the API server leaves it out of lists with a label selector: the children's.)"""
+        path = f"{API_PATHS.get(plural, f'/apis/{GROUP}/{VERSION}')}"
+        path += f"/namespaces/{urllib.parse.quote(namespace)}/{plural}" if namespace else f"/{plural}"
+        rows, token = 0, ""
+        while True:
+            query = [("limit", str(page)), ("includeObject", "None")]
+            query += [("labelSelector", selector)] if selector else []
+            query += [("continue", token)] if token else []
+            request = self.api.param_serialize(
+                "GET", path, query_params=query, header_params={"Accept": AS_TABLE}, auth_settings=["BearerToken"]
+            )
+            resp = self.api.call_api(*request)
+            resp.read()
+            if not 200 <= resp.status <= 299:
+                raise ApiException.from_response(http_resp=resp, body=None, data=None)
+            table = self._json(resp)
+            rows += len(table.get("rows") or [])
+            token = (table.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return rows
 
     def _lister(self, plural: str, namespace: str | None) -> Any:
         apps = client.AppsV1Api(self.api)

@@ -161,24 +161,48 @@ class Controller:
     def _scopes(self) -> list[str | None]:
         return list(self.config.namespaces) or [None]
 
+    def _watched(self, kinds: Collection[str] | None) -> list[tuple[str, str, str | None, str | None]]:
+        """(kind, plural, watched namespace or None, label selector) of every watched kind, or of `kinds`."""
+        return [
+            (kind, plural, namespace, CHILD_SELECTOR if kind in CHILD_PLURALS else None)
+            for namespace in self._scopes()
+            for kind, plural in {**PLURALS, **CHILD_PLURALS}.items()
+            if kinds is None or kind in kinds
+        ]
+
     def list_members(self, kinds: Collection[str] | None = None) -> Members:
         """What exists on the API server, per (kind, watched namespace or None): names and the list's version, of
-        every watched kind or of `kinds`. Metadata only, in pages: a few hundred bytes an object."""
-        members: Members = {}
-        for namespace in self._scopes():
-            for kind, plural in {**PLURALS, **CHILD_PLURALS}.items():
-                if kinds is not None and kind not in kinds:
-                    continue
-                selector = CHILD_SELECTOR if kind in CHILD_PLURALS else None
-                members[(kind, namespace)] = self.kube.list_metadata(plural, namespace, selector=selector)
-        return members
+        every watched kind or of `kinds`. Metadata only, in pages: kilobytes an object (its managedFields)."""
+        return {
+            (kind, namespace): self.kube.list_metadata(plural, namespace, selector=selector)
+            for kind, plural, namespace, selector in self._watched(kinds)
+        }
+
+    def count_members(self, kinds: Collection[str] | None = None) -> dict[tuple[str, str | None], int]:
+        """How many objects exist on the API server, per (kind, watched namespace or None), counted without reading
+        them (Kube.count: tens of bytes an object)."""
+        return {
+            (kind, namespace): self.kube.count(plural, namespace, selector=selector)
+            for kind, plural, namespace, selector in self._watched(kinds)
+        }
 
     def count_existing(self, kinds: Collection[str] | None = None) -> dict[str, int]:
         """How many objects each watch will list (what the cache must hold before the first pass)."""
         counts: dict[str, int] = dict.fromkeys(kinds or (), 0)
-        for (kind, _), (names, _) in self.list_members(kinds).items():
-            counts[kind] = counts.get(kind, 0) + len(names)
+        for (kind, _), n in self.count_members(kinds).items():
+            counts[kind] = counts.get(kind, 0) + n
         return counts
+
+    def members_to_check(self) -> Members:
+        """The members of the kinds whose count on the API server differs from the cache's (none, in a fleet whose
+        watches missed nothing). Counted first and compared after, so an object created meanwhile can only make
+        the counts differ (then its kind is listed, which is harmless): equal counts hide a missed deletion only
+        where a creation the cache has not seen yet falls on the same kind at the same moment, and the next period
+        checks again. Counting every kind of a 1,000-model fleet decodes about 1 MB; listing their metadata, what
+        every period did before, about 25 MB (a quarter of the operator's idle CPU)."""
+        counts = self.count_members()
+        differ = {kind for (kind, namespace), n in counts.items() if n != self.store.count(kind, namespace)}
+        return self.list_members(differ) if differ else {}
 
     def forget_missing(self, members: Members) -> int:
         """Client-go's relist semantics for what Kopf does not tell us: an object the cache holds but a list made
@@ -203,13 +227,14 @@ class Controller:
         return gone
 
     async def _membership(self) -> None:
-        """Every resync period (jittered): list what exists and forget what the watches missed deleting."""
+        """Every resync period (jittered): count what exists, and where a count differs from the cache's, list it and
+        forget what the watches missed deleting."""
         await self.synced.wait()
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.config.resync_seconds * random.uniform(0.9, 1.1))
             try:
-                members = await loop.run_in_executor(self._executor, self.list_members)
+                members = await loop.run_in_executor(self._executor, self.members_to_check)
             except Exception as e:  # an API outage: the next period tries again
                 log.warning("membership check skipped: %s", e)
                 continue
