@@ -505,6 +505,43 @@ def test_a_model_is_queued_only_when_its_activity_says_something_new() -> None:
     assert board.post("ns", "m", Activity(False, error="Prometheus down"))
 
 
+def test_the_activity_scan_groups_served_models_by_namespace_and_their_policies_prometheus() -> None:
+    from modelfleet.cache.store import Store
+    from modelfleet.controller.activity import serving_models
+
+    store = Store()
+
+    def model(name: str, namespace: str = "ns", gpu: int = 0) -> None:
+        serving = {"resources": {"gpu": gpu}} if gpu else {}
+        store.upsert("MLModel", obj(name, namespace=namespace, spec={"serving": serving}, status={}))
+
+    def deployment(model: str, namespace: str = "ns") -> None:
+        labels = {"modelfleet.io/model": model}
+        store.upsert("Deployment", obj(model, namespace=namespace, metadata={"labels": labels}, spec={}, status={}))
+
+    def policy(name: str, model: str, url: str = "", namespace: str = "ns") -> None:
+        spec: dict[str, Any] = {"modelRef": {"name": model}, **({"prometheus": {"url": url}} if url else {})}
+        store.upsert("DriftPolicy", obj(name, namespace=namespace, spec=spec, status={}))
+
+    for name, gpu in (("plain", 0), ("on-gpu", 1), ("watched", 0), ("unserved", 0)):
+        model(name, gpu=gpu)
+    model("plain", namespace="other")
+    for name in ("plain", "on-gpu", "watched"):
+        deployment(name)
+    deployment("plain", namespace="other")
+    deployment("model-gone")  # its MLModel is not (or no longer) in the cache
+    policy("a-no-url", "watched")
+    policy("b", "watched", "http://p2:9090")
+    policy("c", "watched", "http://p3:9090")  # the first URL by policy name wins
+    policy("d", "plain", "http://p9:9090", namespace="elsewhere")  # another namespace's model of that name
+    got = {group: sorted(models) for group, models in serving_models(store).items()}
+    assert got == {
+        ("ns", ""): [("on-gpu", True), ("plain", False)],
+        ("ns", "http://p2:9090"): [("watched", False)],
+        ("other", ""): [("plain", False)],
+    }
+
+
 def test_one_namespace_query_set_answers_for_every_model() -> None:
     from modelfleet.reconcilers.utilization import namespace_activity
 

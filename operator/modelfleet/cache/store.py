@@ -249,6 +249,17 @@ class Store:
         kept = self._kept(kind, namespace, name)
         return kept.facts.get(path) if kept is not None else None
 
+    def facts(self, kind: str, path: str) -> dict[tuple[str, str], Any]:
+        """(namespace, name) -> the value at an indexed or FACTS path (None where absent) of every kept object of
+        `kind`, read under one lock: for scans over a whole kind, which one lookup per object made slow."""
+        with self._lock:
+            return {
+                (namespace, name): kept.facts.get(path)
+                for (k, namespace), objects in self._objects.items()
+                if k == kind
+                for name, kept in objects.items()
+            }
+
     def _matches(self, kind: str, namespace: str, match: Mapping[str, str]) -> list[tuple[str, Kept]]:
         """What `select` answers with, by name, through the narrowest index; paths that are not facts are compared
         on the unpacked object."""

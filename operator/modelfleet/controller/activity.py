@@ -54,16 +54,22 @@ class ActivityBoard:
 
 
 def serving_models(store: Store) -> dict[tuple[str, str], list[tuple[str, bool]]]:
-    """(namespace, Prometheus URL) -> [(model, serves on GPUs)] for every model with a Deployment in the cache."""
+    """(namespace, Prometheus URL) -> [(model, serves on GPUs)] for every model with a Deployment in the cache (the
+    URL is the first one set by the model's DriftPolicies, by name). Whole kinds are read at once: every interval
+    scans every served model, and a few lookups per model made this scan a fifth of an idle fleet's CPU."""
+    gpus = store.facts("MLModel", "spec.serving.resources.gpu")
+    refs = store.facts("DriftPolicy", "spec.modelRef.name")
+    urls = store.facts("DriftPolicy", "spec.prometheus.url")
+    url_of: dict[tuple[str, str], str] = {}
+    for (namespace, policy), model in sorted(refs.items()):
+        if model and urls.get((namespace, policy)) and (namespace, str(model)) not in url_of:
+            url_of[(namespace, str(model))] = str(urls[(namespace, policy)])
     groups: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
-    for key in store.keys("Deployment"):
-        model = store.fact(*key, f"label:{LABEL_MODEL}")
-        if not model or store.version("MLModel", key.namespace, str(model)) is None:
+    for (namespace, _), model in store.facts("Deployment", f"label:{LABEL_MODEL}").items():
+        if not model or (namespace, str(model)) not in gpus:
             continue
-        gpu = int(store.fact("MLModel", key.namespace, str(model), "spec.serving.resources.gpu") or 0) > 0
-        policies = store.keys_of("DriftPolicy", key.namespace, {"spec.modelRef.name": str(model)})
-        urls = [store.fact(*p, "spec.prometheus.url") for p in policies]
-        groups[(key.namespace, next((u for u in urls if u), ""))].append((str(model), gpu))
+        gpu = int(gpus[(namespace, str(model))] or 0) > 0
+        groups[(namespace, url_of.get((namespace, str(model)), ""))].append((str(model), gpu))
     return groups
 
 
