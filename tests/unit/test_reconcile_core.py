@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from typing import Any
 
 import pytest
@@ -331,6 +332,76 @@ def test_a_pass_whose_inputs_are_as_the_last_one_found_them_is_not_run_again() -
     assert (again(), len(runs)) == ("success", 6)
     boundary.memos.forget(key)  # the object was deleted
     assert (again(), len(runs)) == ("success", 7)
+
+
+def test_a_quiet_key_is_skipped_by_the_worker_without_reading_its_object() -> None:
+    """The idle resync: a key whose memo holds is counted unchanged and queued for its next resync on the event loop,
+    without unpacking the object or handing it to a thread; a key awaiting this operator's own write, or whose input
+    changed, gets its pass; a finished run's memo schedules no resync."""
+    from modelfleet.config import OperatorConfig
+    from modelfleet.controller.controller import Controller
+
+    kube, runs = RecordingKube(), []
+
+    def quiet(o: TrainingJob, generation: int | None, deps: Any, now: Any) -> Outcome:
+        runs.append(o.metadata["name"])
+        deps.kube.get_job("ns", "j")
+        return Outcome(o.status)
+
+    async def scenario() -> tuple[list[str], int, dict[Key, float]]:
+        config = OperatorConfig(resync_seconds=600.0, debounce_seconds=0.0)
+        kind = Kind("TrainingJob", "trainingjobs", TrainingJob, quiet)
+        c = Controller(
+            config=config, kube=kube, kinds={"TrainingJob": kind}, prometheus_for=lambda u: None, clock=lambda: T0
+        )  # type: ignore[arg-type]
+        unpacked: list[Key] = []
+        get = c.store.get
+
+        def counting_get(*where: str) -> Any:
+            unpacked.append(Key(*where))
+            return get(*where)
+
+        c.store.get = counting_get  # type: ignore[method-assign]
+        c.synced.set()
+        worker = asyncio.create_task(c._worker())
+
+        async def settle() -> None:
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if not c.queue.processing and all(due > time.monotonic() + 1 for due in c.queue._due.values()):
+                    return
+
+        t = _tj_body({"phase": "Pending", "conditions": []})
+        succeeded = [
+            {"type": "Succeeded", "status": "True", "reason": "Completed", "message": "done"}
+        ]  # finished, and its status not yet of this generation
+        done = _tj_body({"phase": "Succeeded", "conditions": succeeded, "observedGeneration": 0})
+        done["metadata"]["name"] = "finished"
+        c.store.upsert("Job", obj("j", 5))
+        for body in (t, done):
+            c.observe("TrainingJob", "ADDED", body)
+        await settle()
+        first = len(unpacked)
+        key = Key("TrainingJob", "ns", "t")
+        c.queue.add(key)  # its resync comes due
+        c.queue.add(Key("TrainingJob", "ns", "finished"))
+        await settle()
+        skipped = len(unpacked) - first
+        c.expectations.expect(key, "99")  # a write of ours not seen yet: the pass runs (and waits for the cache)
+        c.queue.add(key)
+        await settle()
+        c.expectations._pending.clear()
+        c.store.upsert("Job", obj("j", 6))  # an input changed
+        c.queue.add(key)
+        await settle()
+        worker.cancel()
+        return runs, skipped, dict(c.queue._due)
+
+    runs_, skipped, due = asyncio.run(scenario())
+    assert runs_ == ["t", "finished", "t"], "the quiet resyncs and the awaited write ran no pass; the changed input did"
+    assert skipped == 0, "the quiet keys were skipped without unpacking their objects"
+    assert set(due) == {Key("TrainingJob", "ns", "t")}, "a resync is queued, but none for the finished run"
+    assert all(due_at - time.monotonic() > 500 for due_at in due.values())
 
 
 def test_a_records_status_does_not_run_its_models_pass_again_but_a_new_record_does() -> None:

@@ -70,6 +70,11 @@ class Expectations:
                 if not group:
                     del self._by_model[(key.kind, key.namespace, model)]
 
+    def pending(self, key: Key) -> bool:
+        """Whether a write of this operator to `key` has not been seen in the store yet."""
+        with self._lock:
+            return key in self._pending
+
     def expect_gone(self, key: Key) -> None:
         with self._lock:
             self._pending[key] = (GONE, self._clock() + EXPECTATION_SECONDS)

@@ -29,7 +29,7 @@ from modelfleet.clients.kube import Kube
 from modelfleet.clients.ports import PrometheusFor
 from modelfleet.clients.ratelimit import ClientStopped
 from modelfleet.config import OperatorConfig
-from modelfleet.controller.memo import PassMemos
+from modelfleet.controller.memo import Memo, PassMemos, always
 from modelfleet.errors import DependencyNotReady, InvalidSpec
 from modelfleet.faults import crash_point
 from modelfleet.metrics import RECONCILE_SECONDS, RECONCILE_TOTAL
@@ -127,9 +127,22 @@ class Pass:
         kube: Kube,
         expectations: Expectations,
         clock: Callable[[], datetime.datetime],
+        resyncs: Callable[[Key, Mapping[str, Any]], bool] = always,
     ) -> None:
         self.kinds, self.deps, self.kube, self.expectations, self.clock = kinds, deps, kube, expectations, clock
-        self.memos = PassMemos(deps.kube.store)
+        self.memos = PassMemos(deps.kube.store, resyncs)
+
+    def quiet(self, key: Key) -> Memo | None:
+        """The memo of `key` where no pass would decide otherwise (the kept object and every input as its last quiet
+        pass found them) and no write of this operator to it is awaited: the worker then skips the pass without
+        reading the object or handing it to a thread (counted as unchanged). That is most of an idle fleet's
+        resync: at 1,000 models, unpacking each object on the event loop and the hand-off were 5 % of its CPU."""
+        if self.expectations.pending(key):
+            return None
+        memo = self.memos.holding(key)
+        if memo is not None:
+            RECONCILE_TOTAL.labels(key.kind, "unchanged").inc()
+        return memo
 
     def run(self, key: Key, raw: Mapping[str, Any]) -> PassResult:
         """One pass of `key`; `raw` is its body, a copy of the cache's own."""

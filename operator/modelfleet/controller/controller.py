@@ -62,6 +62,14 @@ def needs_pass(key: Key, raw: Mapping[str, Any]) -> bool:
     return True
 
 
+def resyncs(key: Key, raw: Mapping[str, Any]) -> bool:
+    """Whether the object gets the slow resync: not a finished run (a record: nothing about it changes), not a
+    retired version's record (it changes only when its model's facts do, and those are routed)."""
+    if key.kind == "TrainingJob" and has_finished(raw):
+        return False
+    return not (key.kind == "ModelVersion" and (raw.get("status") or {}).get("state") == "Retired")
+
+
 class Controller:
     def __init__(
         self,
@@ -85,6 +93,7 @@ class Controller:
             kube,
             self.expectations,
             clock,
+            resyncs,
         )
         self.scanner = ActivityScanner(self.store, self.activity, config, prometheus_for, self.queue.add)
         self.forget = dict(forget or {})
@@ -336,6 +345,12 @@ class Controller:
         while True:
             key = await self.queue.get()
             try:
+                memo = self.passes.quiet(key)
+                if memo is not None:
+                    self.queue.forget(key)
+                    if memo.resync:
+                        self._resync(key)
+                    continue
                 raw = self.store.get(*key)
                 if raw is None:
                     self.queue.discard(key)
@@ -371,9 +386,8 @@ class Controller:
                 WORKQUEUE_RETRIES.labels(key.kind, result.cause).inc()
         if result.result in ("success", "unchanged", "invalid"):
             self.queue.forget(key)
-        if key.kind == "TrainingJob" and has_finished(raw):
-            return
-        if key.kind == "ModelVersion" and (raw.get("status") or {}).get("state") == "Retired":
-            return  # a retired version's record changes only when its model's facts do, and those are routed
-        resync = self.config.resync_seconds
-        self.queue.add(key, resync * random.uniform(0.9, 1.1))
+        if resyncs(key, raw):
+            self._resync(key)
+
+    def _resync(self, key: Key) -> None:
+        self.queue.add(key, self.config.resync_seconds * random.uniform(0.9, 1.1))

@@ -7,7 +7,7 @@ missed: any input that changed runs the pass."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,23 +18,30 @@ from modelfleet.vocabulary import Key
 
 @dataclass(frozen=True)
 class Memo:
-    """A pass that changed nothing: the object's resourceVersion it read, and what else it read."""
+    """A pass that changed nothing: the object's resourceVersion it read, what else it read, and whether the object
+    gets the slow resync (judged from that version, so it holds as long as the memo does)."""
 
     version: str
     reads: Reads
+    resync: bool = True
+
+
+def always(key: Key, raw: Mapping[str, Any]) -> bool:
+    return True
 
 
 class PassMemos:
     """key -> the memo of its last pass, where that pass changed nothing (thread-safe: workers read and write it)."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store, resyncs: Callable[[Key, Mapping[str, Any]], bool] = always) -> None:
+        self.store, self.resyncs = store, resyncs
         self._lock = threading.Lock()
         self._memos: dict[Key, Memo] = {}
 
     def remember(self, key: Key, raw: Mapping[str, Any], reads: Reads) -> None:
+        memo = Memo(version_text(raw), reads, self.resyncs(key, raw))
         with self._lock:
-            self._memos[key] = Memo(version_text(raw), reads)
+            self._memos[key] = memo
 
     def forget(self, key: Key) -> None:
         with self._lock:
@@ -45,6 +52,15 @@ class PassMemos:
         with self._lock:
             memo = self._memos.get(key)
         return memo is not None and memo.version == version_text(raw) and memo.reads.still_hold(self.store)
+
+    def holding(self, key: Key) -> Memo | None:
+        """The memo of `key` where the kept object still has its version and everything its pass read holds: what
+        `unchanged` answers, without unpacking the object."""
+        with self._lock:
+            memo = self._memos.get(key)
+        if memo is None or self.store.version(*key) != memo.version or not memo.reads.still_hold(self.store):
+            return None
+        return memo
 
     def __len__(self) -> int:
         with self._lock:
