@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import time
+import zlib
 from typing import Any
 
 import pytest
@@ -113,6 +115,38 @@ def test_the_cache_answers_facts_and_versions_without_unpacking_and_filters_the_
     assert store.keys_of("Pod", "ns", {"status.phase": ""}) == [Key("Pod", "ns", "m-b")]
     change = store.delete("MLModel", "ns", "m")
     assert change.old is not None and change.old["status"] == {"phase": "Serving"} and change.new is None
+
+
+def test_the_cache_packs_each_kind_against_an_earlier_object_of_it_and_replaces_that_only_as_objects_grow() -> None:
+    from modelfleet.cache.store import DICTIONARY_GROWTH
+
+    store = Store()
+
+    def model(name: str, rv: int, conditions: int) -> dict[str, Any]:
+        status = {
+            "phase": "Serving",
+            "conditions": [
+                {"type": f"Ready{i}", "status": "True", "reason": "Serving", "message": f"version {i} answers"}
+                for i in range(conditions)
+            ],
+        }
+        return obj(name, rv, spec={"owner": {"team": "fraud"}, "dataset": {"uri": "pvc://data/x.csv"}}, status=status)
+
+    store.upsert("MLModel", model("bare", 1, 0))  # a kind's first object: its dictionary, however small
+    first = store._dictionaries["MLModel"]
+    store.upsert("MLModel", model("a", 2, 3))  # much larger: the dictionary follows the kind's objects as they grow
+    second = store._dictionaries["MLModel"]
+    assert first != second and len(second) >= len(first) * DICTIONARY_GROWTH
+    store.upsert("MLModel", model("b", 3, 3))  # about as large: kept, so a kind has a handful of dictionaries
+    assert store._dictionaries["MLModel"] is second
+    bare, a, b = (store._objects[("MLModel", "ns")][n] for n in ("bare", "a", "b"))
+    assert bare.dictionary == first and a.dictionary is b.dictionary is second
+    plain = len(zlib.compress(json.dumps(slim("MLModel", model("b", 3, 3)), separators=(",", ":")).encode(), 1))
+    assert len(b.packed) * 3 < plain, "an object like the dictionary packs to a fraction of its size alone"
+    # Every object unpacks with the dictionary it was packed with, after the kind's has moved on.
+    assert store.get("MLModel", "ns", "bare") == slim("MLModel", model("bare", 1, 0))
+    assert store.get("MLModel", "ns", "b") == slim("MLModel", model("b", 3, 3))
+    assert store.get("Pod", "ns", "none") is None and "Pod" not in store._dictionaries
 
 
 # -- the queue

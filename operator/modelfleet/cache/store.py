@@ -9,6 +9,7 @@ owner, selectable fields), so a pass costs the same at 10 models and at 10,000."
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import zlib
 from collections import defaultdict
@@ -158,30 +159,46 @@ class Change:
 @dataclass(frozen=True, slots=True)
 class Kept:
     """One object as the store keeps it: its resourceVersion and the few values lookups read (the indexed paths and
-    FACTS) as they are, the rest packed. A fleet's objects are read far less often than they are kept: packed,
-    a served model's objects take about 7 KiB instead of 43 (measured on 500 models), and a reader gets its own
-    copy by unpacking, which costs less than the deep copy it replaces."""
+    FACTS) as they are, the rest packed (zlib, primed with a dictionary: an earlier object of its kind). A fleet's
+    objects are read far less often than they are kept: packed, a served model's objects take about 1.3 KiB instead
+    of 18 (5 KiB packed without a dictionary; measured on the 1,000 fleet's objects), and a reader gets its own copy
+    by unpacking, which costs less than the deep copy it replaces."""
 
     version: str
     facts: dict[str, Any]
     packed: bytes
+    dictionary: bytes  # what `packed` was compressed with (b"": none); shared by the objects packed with it
 
 
-def _pack(obj: Mapping[str, Any]) -> bytes:
-    return zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
+# zlib reads at most the last 32 KiB of a dictionary.
+DICTIONARY_LIMIT = 32 * 1024
+# A kind's dictionary is replaced by a larger object of the kind (one further on in its life: a model's first
+# version is bare, its served one has a status) only when that is this much larger, so a kind has a handful of
+# dictionaries at most, each alive while objects packed with it are.
+DICTIONARY_GROWTH = 1.5
+
+
+def _serialize(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _pack(text: bytes, dictionary: bytes) -> bytes:
+    packer = zlib.compressobj(1, zdict=dictionary) if dictionary else zlib.compressobj(1)
+    return packer.compress(text) + packer.flush()
 
 
 def _unpack(kept: Kept) -> dict[str, Any]:
-    return json.loads(zlib.decompress(kept.packed))
+    unpacker = zlib.decompressobj(zdict=kept.dictionary) if kept.dictionary else zlib.decompressobj()
+    return json.loads(unpacker.decompress(kept.packed) + unpacker.flush())
 
 
-def _keep(kind: str, obj: Mapping[str, Any]) -> Kept:
+def _keep(kind: str, obj: Mapping[str, Any], text: bytes, dictionary: bytes) -> Kept:
     facts = {
         path: value
         for path in (*INDEXED.get(kind, ()), *FACTS.get(kind, ()))
         if (value := _indexed_value(kind, obj, path)) is not None
     }
-    return Kept(version_text(obj), facts, _pack(obj))
+    return Kept(sys.intern(version_text(obj)), facts, _pack(text, dictionary), dictionary)
 
 
 class Store:
@@ -190,6 +207,15 @@ class Store:
         self._objects: dict[tuple[str, str], dict[str, Kept]] = defaultdict(dict)
         # (kind, namespace, path, value) -> names
         self._index: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)
+        self._dictionaries: dict[str, bytes] = {}  # kind -> what its objects are packed with now
+
+    def _dictionary(self, kind: str, text: bytes) -> bytes:
+        """The dictionary to pack `text` with: the kind's, after replacing it by `text` where that is the first of
+        the kind or DICTIONARY_GROWTH times larger (the lock is held)."""
+        current = self._dictionaries.get(kind, b"")
+        if len(current) < DICTIONARY_LIMIT and len(text) >= max(1, len(current) * DICTIONARY_GROWTH):
+            current = self._dictionaries[kind] = text[-DICTIONARY_LIMIT:]
+        return current
 
     def _unindex(self, kind: str, namespace: str, name: str, kept: Kept) -> None:
         for path in INDEXED.get(kind, ()):
@@ -204,9 +230,13 @@ class Store:
         """Keeps the slim object; an event older than what is kept (a lagging watch) changes nothing (then the
         change's `old` is its `new`)."""
         obj = slim(kind, body)
-        kept = _keep(kind, obj)
+        text = _serialize(obj)
+        with self._lock:
+            dictionary = self._dictionary(kind, text)
+        kept = _keep(kind, obj, text, dictionary)
         meta = obj["metadata"]
-        namespace, name = str(meta.get("namespace", "")), str(meta["name"])
+        # Interned: the cache, its indexes and the pass memos then hold one copy of each name.
+        namespace, name = sys.intern(str(meta.get("namespace", ""))), sys.intern(str(meta["name"]))
         key = Key(kind, namespace, name)
         with self._lock:
             old = self._objects[(kind, namespace)].get(name)

@@ -9,6 +9,7 @@ log line (a lost watch event must not stop the object for good)."""
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -136,13 +137,49 @@ class Reads:
     outside: bool = False
     wrote: bool = False
 
+    def frozen(self) -> Inputs:
+        """The same reads as one compact, immutable value, for a memo kept until the object's next change."""
+        return Inputs(
+            tuple((_shared(k), _shared(ns), _shared(name), _shared(v)) for (k, ns, name), v in self.objects.items()),
+            tuple(
+                (_shared(k), _shared(ns), _match(m), tuple((_shared(n), _shared(v)) for n, v in seen))
+                for (k, ns, m), seen in self.lists.items()
+            ),
+            tuple(
+                (_shared(k), _shared(ns), _match(m), tuple(_shared(n) for n in seen))
+                for (k, ns, m), seen in self.members.items()
+            ),
+            tuple(self.beside),
+        )
+
+
+def _shared(text: Any) -> Any:
+    """One copy of a kind, namespace, name or resourceVersion however many memos hold it, and the store's copy (each
+    JSON decode makes its own)."""
+    return sys.intern(text) if isinstance(text, str) else text
+
+
+def _match(match: frozenset[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((_shared(p), _shared(v)) for p, v in match))
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """Reads as a memo keeps them: tuples instead of a pass's dicts (a fleet keeps one per idle object; as dicts they
+    were the largest part of the operator's per-model memory after the cache itself), empty ones all the same ()."""
+
+    objects: tuple[tuple[str, str, str, str | None], ...]
+    lists: tuple[tuple[str, str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], ...]
+    members: tuple[tuple[str, str, tuple[tuple[str, str], ...], tuple[str, ...]], ...]
+    beside: tuple[tuple[Callable[[], Any], Any], ...]
+
     def still_hold(self, store: Store) -> bool:
         """True when every object and list read has the same versions in `store`, and every value read beside the
         cache is equal: a pass now would decide from the same inputs."""
         return (
-            all(store.version(*where) == version for where, version in self.objects.items())
-            and all(store.versions(k, ns, dict(match)) == seen for (k, ns, match), seen in self.lists.items())
-            and all(store.names(k, ns, dict(match)) == seen for (k, ns, match), seen in self.members.items())
+            all(store.version(k, ns, name) == version for k, ns, name, version in self.objects)
+            and all(store.versions(k, ns, dict(match)) == seen for k, ns, match, seen in self.lists)
+            and all(store.names(k, ns, dict(match)) == seen for k, ns, match, seen in self.members)
             and all(read() == seen for read, seen in self.beside)
         )
 

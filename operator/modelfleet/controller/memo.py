@@ -6,23 +6,24 @@ missed: any input that changed runs the pass."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from modelfleet.cache.store import Store, version_text
-from modelfleet.cache.view import Reads
+from modelfleet.cache.view import Inputs, Reads
 from modelfleet.vocabulary import Key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Memo:
     """A pass that changed nothing: the object's resourceVersion it read, what else it read, and whether the object
     gets the slow resync (judged from that version, so it holds as long as the memo does)."""
 
     version: str
-    reads: Reads
+    reads: Inputs
     resync: bool = True
 
 
@@ -39,7 +40,7 @@ class PassMemos:
         self._memos: dict[Key, Memo] = {}
 
     def remember(self, key: Key, raw: Mapping[str, Any], reads: Reads) -> None:
-        memo = Memo(version_text(raw), reads, self.resyncs(key, raw))
+        memo = Memo(sys.intern(version_text(raw)), reads.frozen(), self.resyncs(key, raw))
         with self._lock:
             self._memos[key] = memo
 
