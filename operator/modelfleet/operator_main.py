@@ -110,6 +110,7 @@ def run(
         print(f"modelfleet operator: {e}", file=sys.stderr)
         return EXIT_START_FAILED
     import modelfleet.handlers  # noqa: F401  (registers the handlers)
+    from modelfleet.handlers.startup import watch_only_memories
     from modelfleet.handlers.watch import watch_workloads
 
     if deps.kueue:
@@ -133,6 +134,7 @@ def run(
             namespaces=list(deps.config.namespaces),
             liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
             memo=memo,
+            memories=watch_only_memories(),
         )
     except Exception:
         if not memo.get("start_failed"):
