@@ -10,6 +10,7 @@ import time
 import zlib
 from typing import Any
 
+import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 
@@ -80,6 +81,32 @@ def test_the_cache_selects_through_indexes_and_hands_out_copies() -> None:
     assert store.count("TrainingJob") == 2 and store.select("TrainingJob", "other-ns") == []
 
 
+def test_the_cache_indexes_agree_with_a_search_of_every_object_through_random_changes() -> None:
+    """Index entries hold one name as itself and more as a set; through any sequence of upserts, relabels and deletes
+    a lookup answers what filtering every object would, and no empty entry is left behind."""
+    import random
+
+    rng, store, truth = random.Random(7), Store(), {}
+    for step in range(3000):
+        name, model = f"p{rng.randrange(40)}", f"m{rng.randrange(6)}"
+        if rng.random() < 0.3:
+            store.delete("Pod", "ns", name)
+            truth.pop(name, None)
+        else:
+            store.upsert("Pod", obj(name, step + 1, metadata={"labels": {"modelfleet.io/model": model}}))
+            truth[name] = model
+        if step % 100 == 0:
+            for m in (f"m{i}" for i in range(6)):
+                want = sorted(n for n, got in truth.items() if got == m)
+                assert [
+                    o["metadata"]["name"] for o in store.select("Pod", "ns", {"label:modelfleet.io/model": m})
+                ] == want
+    assert all(names for names in store._index.values()), "no empty entry is kept"
+    assert sum(1 for names in store._index.values() if isinstance(names, str)) == sum(
+        1 for m in set(truth.values()) if list(truth.values()).count(m) == 1
+    )
+
+
 def test_the_cache_source_search_narrows_by_the_runs_that_trained_not_by_every_hit() -> None:
     store = Store()
     store.upsert("TrainingJob", obj("trained", status={"fingerprint": "f"}))
@@ -89,9 +116,10 @@ def test_the_cache_source_search_narrows_by_the_runs_that_trained_not_by_every_h
     search = {"status.fingerprint": "f", "status.cachedFrom": ""}
     assert [o["metadata"]["name"] for o in store.select("TrainingJob", "ns", search)] == ["trained"]
     # The "absent" index holds exactly the runs without the field: 2 of 52 (what the search reads).
-    assert store._index[("TrainingJob", "ns", "status.cachedFrom", "")] == {"trained", "other"}
+    assert store.indexed(("TrainingJob", "ns", "status.cachedFrom", "")) == {"trained", "other"}
     store.upsert("TrainingJob", obj("other", 2, status={"fingerprint": "g", "cachedFrom": "x"}))  # it leaves the index
-    assert store._index[("TrainingJob", "ns", "status.cachedFrom", "")] == {"trained"}
+    assert store.indexed(("TrainingJob", "ns", "status.cachedFrom", "")) == {"trained"}
+    assert store._index[("TrainingJob", "ns", "status.cachedFrom", "")] == "trained", "one name is kept as itself"
     assert len(store.select("TrainingJob", "ns", {"status.fingerprint": "f"})) == 51
     # An index without absent entries is never used for "": the field-by-field match answers.
     assert [o["metadata"]["name"] for o in store.select("TrainingJob", "ns", {"status.fingerprint": ""})] == []
@@ -785,6 +813,24 @@ def test_kopf_lists_in_pages_and_lets_go_of_a_listed_body_soon() -> None:
     assert settings.queueing.idle_timeout == WATCH_WORKER_IDLE_SECONDS < 1.0
     assert settings.watching.inactivity_timeout == 70.0
     assert settings.watching.label_selectors[WATCHED["Pod"]], "children are selected on the API server"
+
+
+def test_kopf_keeps_no_memory_of_a_watched_object_between_its_events() -> None:
+    from modelfleet.handlers.startup import watch_only_memories
+
+    memories = watch_only_memories()
+    assert memories is not None, "the installed Kopf still offers ephemeral recall"
+    memobase = kopf.Memo(controller="c")
+
+    async def events() -> tuple[Any, Any]:
+        body = {"metadata": {"uid": "u1", "name": "m", "namespace": "ns"}}
+        first = await memories.recall(body, memobase=memobase, noticed_by_listing=True)
+        second = await memories.recall(body, memobase=memobase)
+        return first, second
+
+    first, second = asyncio.run(events())
+    assert first is not second and first.memo["controller"] == "c" and first.memo is not memobase
+    assert list(memories.iter_all_memories()) == []
 
 
 def test_the_first_pass_does_not_wait_for_objects_deleted_between_the_count_and_the_list(

@@ -201,12 +201,20 @@ def _keep(kind: str, obj: Mapping[str, Any], text: bytes, dictionary: bytes) -> 
     return Kept(sys.intern(version_text(obj)), facts, _pack(text, dictionary), dictionary)
 
 
+def _names(entry: str | set[str] | None) -> frozenset[str] | set[str]:
+    if entry is None:
+        return frozenset()
+    return frozenset((entry,)) if isinstance(entry, str) else entry
+
+
 class Store:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._objects: dict[tuple[str, str], dict[str, Kept]] = defaultdict(dict)
         # (kind, namespace, path, value) -> names
-        self._index: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)
+        # (kind, namespace, path, value) -> the names with that value: one name as itself, more as a set (most entries
+        # hold one name, a model's own label: an empty set alone is 216 bytes, about 1 KiB per served model).
+        self._index: dict[tuple[str, str, str, str], str | set[str]] = {}
         self._dictionaries: dict[str, bytes] = {}  # kind -> what its objects are packed with now
 
     def _dictionary(self, kind: str, text: bytes) -> bytes:
@@ -220,11 +228,28 @@ class Store:
     def _unindex(self, kind: str, namespace: str, name: str, kept: Kept) -> None:
         for path in INDEXED.get(kind, ()):
             if path in kept.facts:
-                names = self._index.get((kind, namespace, path, str(kept.facts[path])))
-                if names is not None:
+                entry = (kind, namespace, path, str(kept.facts[path]))
+                names = self._index.get(entry)
+                if names == name:
+                    del self._index[entry]
+                elif isinstance(names, set):
                     names.discard(name)
-                    if not names:
-                        del self._index[(kind, namespace, path, str(kept.facts[path]))]
+                    if len(names) == 1:
+                        self._index[entry] = next(iter(names))
+
+    def _add_to_index(self, entry: tuple[str, str, str, str], name: str) -> None:
+        names = self._index.get(entry)
+        if names is None or names == name:
+            self._index[entry] = name
+        elif isinstance(names, set):
+            names.add(name)
+        else:
+            self._index[entry] = {names, name}
+
+    def indexed(self, entry: tuple[str, str, str, str]) -> frozenset[str]:
+        """The names an index entry holds (a copy)."""
+        with self._lock:
+            return frozenset(_names(self._index.get(entry)))
 
     def upsert(self, kind: str, body: Mapping[str, Any]) -> Change:
         """Keeps the slim object; an event older than what is kept (a lagging watch) changes nothing (then the
@@ -249,7 +274,7 @@ class Store:
             self._objects[(kind, namespace)][name] = kept
             for path in INDEXED.get(kind, ()):
                 if path in kept.facts:
-                    self._index[(kind, namespace, path, str(kept.facts[path]))].add(name)
+                    self._add_to_index((kind, namespace, path, str(kept.facts[path])), name)
         return Change(key, _unpack(old) if old is not None else None, obj)
 
     def delete(self, kind: str, namespace: str, name: str) -> Change:
@@ -295,8 +320,8 @@ class Store:
         on the unpacked object."""
         with self._lock:
             objects = self._objects.get((kind, namespace), {})
-            narrowed: list[set[str]] = [
-                self._index.get((kind, namespace, p, v), set())
+            narrowed: list[frozenset[str] | set[str]] = [
+                _names(self._index.get((kind, namespace, p, v)))
                 for p, v in match.items()
                 if p in INDEXED.get(kind, ()) and (v != "" or (kind, p) in INDEXED_WHEN_ABSENT)
             ]
