@@ -200,6 +200,61 @@ def test_the_queue_runs_a_burst_once_and_a_key_added_during_its_pass_again_after
     assert asyncio.run(scenario()) == ["a", "a", "b"]
 
 
+def test_a_due_key_wakes_one_waiting_worker_and_every_key_is_taken_once_when_due() -> None:
+    """Waiting workers are woken one per due key (a shared event woke all eight for every resync of an idle fleet),
+    and with any mix of due times, workers and re-adds during passes, every key is taken, once at a time."""
+    import random
+
+    async def one_wakes() -> tuple[int, bool]:
+        q: WorkQueue[str] = WorkQueue()
+        workers = [asyncio.create_task(q.get()) for _ in range(8)]
+        await asyncio.sleep(0.01)
+        waiting = list(q._waiters)
+        q.add("a")
+        await asyncio.sleep(0.01)
+        done = [w for w in workers if w.done()]
+        # The other seven still wait on the futures they began with: they were not woken to look and wait again.
+        untouched = len(q._waiters) == 7 and all(any(w is v for v in waiting) for w in q._waiters)
+        q.close()
+        await asyncio.gather(*workers, return_exceptions=True)
+        return len(done), untouched
+
+    assert asyncio.run(one_wakes()) == (1, True)
+
+    async def churn() -> dict[str, int]:
+        rng, q = random.Random(3), WorkQueue[str]()
+        taken: dict[str, int] = {}
+        busy: set[str] = set()
+
+        async def worker() -> None:
+            while True:
+                key = await q.get()
+                assert key not in busy, "a key is never held by two workers"
+                busy.add(key)
+                taken[key] = taken.get(key, 0) + 1
+                await asyncio.sleep(rng.choice((0, 0, 0.001)))
+                if rng.random() < 0.1:
+                    q.add(key, rng.choice((0, 0.002)))  # an event during its pass: once more, after it
+                busy.discard(key)
+                q.done(key)
+
+        workers = [asyncio.create_task(worker()) for _ in range(4)]
+        for i in range(300):
+            q.add(f"k{i % 120}", rng.choice((0, 0, 0.001, 0.005, 0.02)))
+            if i % 25 == 0:
+                await asyncio.sleep(0.002)
+        for _ in range(500):  # until the queue is drained (a liveness check, not a timing one)
+            await asyncio.sleep(0.01)
+            if not len(q) and not q.processing and not q._again:
+                break
+        q.close()
+        await asyncio.gather(*workers, return_exceptions=True)
+        return taken
+
+    taken = asyncio.run(churn())
+    assert set(taken) == {f"k{i}" for i in range(120)}
+
+
 def test_the_queue_keeps_the_earliest_due_time_and_backs_off_failures() -> None:
     clock = FakeClock()
     q: WorkQueue[str] = WorkQueue(clock=clock, base_backoff=1.0, max_backoff=8.0)

@@ -7,6 +7,7 @@ all methods are called on the event loop."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -33,7 +34,11 @@ class WorkQueue(Generic[K]):
         self._processing: set[K] = set()
         self._again: dict[K, float] = {}  # added while processing: due when the pass ends
         self._failures: dict[K, int] = {}
-        self._wake = asyncio.Event()
+        # Workers waiting for a key, woken one at a time (a shared event woke every worker for every due key: eight
+        # wake-ups and eight timers per resync of an idle fleet), and one timer for the earliest due key.
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due: float | None = None
         self._closed = False
 
     def __len__(self) -> int:
@@ -55,7 +60,8 @@ class WorkQueue(Generic[K]):
             return
         self._due[key] = due
         heapq.heappush(self._heap, (due, next(self._seq), key))
-        self._wake.set()
+        if self._waiters:
+            self._wake_one() if due <= self._clock() else self._arm()
 
     def retry(self, key: K, at_least: float = 0.0, cap: float | None = None) -> float:
         """Again after the key's back-off (doubling with each failure in a row, up to `cap` or the queue's maximum),
@@ -77,27 +83,68 @@ class WorkQueue(Generic[K]):
         self._again.pop(key, None)
         self._failures.pop(key, None)
 
+    def _head(self) -> float | None:
+        """The earliest due time (stale heap entries dropped)."""
+        while self._heap:
+            due, _, key = self._heap[0]
+            if self._due.get(key) == due:
+                return due
+            heapq.heappop(self._heap)  # superseded by an earlier add, or discarded
+        return None
+
+    def _take(self) -> K | None:
+        due = self._head()
+        if due is None or due > self._clock():
+            return None
+        _, _, key = heapq.heappop(self._heap)
+        del self._due[key]
+        self._processing.add(key)
+        return key
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _arm(self) -> None:
+        """One timer, for the earliest due key, while a worker waits."""
+        due = self._head()
+        if due == self._timer_due:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_due = None, due
+        if due is not None:
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, due - self._clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_due = None
+        self._wake_one()
+
     async def get(self) -> K:
         """The next due key that no other worker holds; waits until there is one."""
         while True:
             if self._closed:
                 raise asyncio.CancelledError
-            now = self._clock()
-            while self._heap:
-                due, _, key = self._heap[0]
-                if self._due.get(key) != due:
-                    heapq.heappop(self._heap)  # superseded by an earlier add, or discarded
-                    continue
-                if due > now:
-                    break
-                heapq.heappop(self._heap)
-                del self._due[key]
-                self._processing.add(key)
+            key = self._take()
+            if key is not None:
+                if self._waiters and (head := self._head()) is not None:  # the next key: another worker's
+                    self._wake_one() if head <= self._clock() else self._arm()
                 return key
-            timeout = self._heap[0][0] - now if self._heap else None
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            self._arm()
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # it was woken for a key it will not take: the next worker takes it
+                raise
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
 
     def done(self, key: K) -> None:
         """The pass over `key` ended; an add that came in meanwhile is now due."""
@@ -108,4 +155,7 @@ class WorkQueue(Generic[K]):
 
     def close(self) -> None:
         self._closed = True
-        self._wake.set()
+        if self._timer is not None:
+            self._timer.cancel()
+        while self._waiters:
+            self._wake_one()
