@@ -852,6 +852,48 @@ def test_the_periodic_membership_check_lists_only_the_kinds_whose_count_differs_
         assert listed == [("driftpolicies", (namespaces or (None,))[0], None)], "only the kind whose count differs"
 
 
+def test_legacy_finalizers_are_found_in_the_cache_and_a_refused_patch_is_tried_from_the_newer_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from modelfleet.config import OperatorConfig
+    from modelfleet.controller import controller as core
+
+    monkeypatch.setattr(core, "CONFLICT_PAUSE_SECONDS", 0.0)
+    legacy = "modelfleet.io/finalizer"
+    patches: list[tuple[str, str, dict[str, Any]]] = []
+
+    class Server:
+        refuse = 1
+
+        def patch_metadata(self, plural: str, namespace: str, name: str, metadata: dict[str, Any]) -> None:
+            patches.append((plural, name, metadata))
+            if name == "m" and self.refuse:
+                self.refuse -= 1
+                c.observe("MLModel", "MODIFIED", obj("m", 8, metadata={"finalizers": [legacy, "x.io/theirs"]}))
+                raise ApiException(status=409, reason="Conflict")
+
+    c = core.Controller(
+        config=OperatorConfig(),
+        kube=Server(),
+        kinds={},
+        prometheus_for=lambda u: None,
+        clock=None,  # type: ignore[arg-type]
+    )
+    c.observe("MLModel", "ADDED", obj("m", 5, metadata={"finalizers": [legacy, "x.io/theirs"]}))
+    c.observe("TrainingJob", "ADDED", obj("m-v1", 6, metadata={"finalizers": [legacy]}))
+    c.observe("DriftPolicy", "ADDED", obj("p", 7, metadata={"finalizers": ["x.io/theirs"]}))
+    c.observe("MLModel", "ADDED", obj("clean", 9))
+    assert c.remove_legacy_finalizers() == 2
+    assert [(p, n, m["resourceVersion"]) for p, n, m in patches] == [
+        ("mlmodels", "m", "5"),  # refused: the object had changed
+        ("mlmodels", "m", "8"),  # again, from the version the watch brought
+        ("trainingjobs", "m-v1", "6"),
+    ]
+    assert patches[1][2]["finalizers"] == ["x.io/theirs"] and patches[2][2]["finalizers"] == []
+
+
 def test_kopf_lists_in_pages_and_lets_go_of_a_listed_body_soon() -> None:
     """Kopf's defaults (one list per kind, a per-object worker kept 5 s with the object's whole body) made a restart
     at 1,000 served models hold every listed object at once (408 MiB; bench/fleet prints the restart's peak)."""
